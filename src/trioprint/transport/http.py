@@ -1,0 +1,178 @@
+"""The HTTP transport: a Quart-Trio app serving every registry endpoint, and the ASGI router.
+
+HTTP conventions (Moonraker's web API): arguments come from the query string, the form and a
+JSON body, merged, the JSON body taking precedence; query keys may carry a type hint
+(``key:int``, ``key:float``, ``key:bool``, ``key:json``). A success is ``{"result": ...}``; an
+error is ``{"error": {"code": N, "message": "..."}}`` with the real HTTP status, also for 404 and
+405. CORS follows ``[authorization] cors_domains``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any
+
+from quart import Response, request
+from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException
+
+from ..errors import ApiError
+from ..registry import Registry, Transport
+from .websocket import WebsocketManager
+
+log = logging.getLogger(__name__)
+
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+_ALL_VERBS = ["GET", "POST", "DELETE", "PUT", "PATCH", "OPTIONS"]
+_CORS_HEADERS = (
+    "Origin, Accept, Content-Type, X-Requested-With, X-CRSF-Token, Authorization, "
+    "X-Access-Token, X-Api-Key"
+)
+
+
+def json_response(body: Any, status: int = 200) -> Response:
+    return Response(_dumps(body), status=status, content_type="application/json; charset=utf-8")
+
+
+def error_response(status: int, message: str) -> Response:
+    return json_response({"error": {"code": status, "message": message}}, status)
+
+
+def _convert_hint(key: str, value: str) -> tuple[str, Any]:
+    """``("count:int", "5")`` -> ``("count", 5)``; a key without a hint is left as it is."""
+    name, sep, hint = key.rpartition(":")
+    if not sep or hint not in ("int", "float", "bool", "json") or not name:
+        return key, value
+    try:
+        if hint == "int":
+            return name, int(value)
+        if hint == "float":
+            return name, float(value)
+        if hint == "bool":
+            lowered = value.lower()
+            if lowered not in ("true", "false"):
+                raise ValueError("expected true or false")
+            return name, lowered == "true"
+        return name, json.loads(value)
+    except ValueError as exc:
+        raise ApiError(
+            f"query argument '{key}': cannot convert {value!r} to {hint}: {exc}"
+        ) from None
+
+
+def query_args(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
+    """Query-string arguments with type hints applied (the last of repeated keys wins)."""
+    args: dict[str, Any] = {}
+    for key, value in pairs:
+        name, converted = _convert_hint(key, value)
+        args[name] = converted
+    return args
+
+
+def compile_origins(patterns: Iterable[str]) -> re.Pattern[str] | None:
+    """One regex matching a whole origin against ``cors_domains`` (``*`` is a wildcard)."""
+    parts = [re.escape(p.strip().rstrip("/")).replace(r"\*", ".*") for p in patterns if p.strip()]
+    if not parts:
+        return None
+    return re.compile("^(?:" + "|".join(parts) + ")$", re.IGNORECASE)
+
+
+def create_http_app(
+    registry: Registry,
+    *,
+    cors_domains: Iterable[str] = (),
+    max_body_size: int = 1024 * 1024 * 1024,
+) -> QuartTrio:
+    """The Quart-Trio app that serves every registry endpoint over HTTP."""
+    app = QuartTrio("trioprint")
+    app.config["MAX_CONTENT_LENGTH"] = max_body_size
+    app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
+    origins = compile_origins(cors_domains)
+
+    def allowed_origin() -> str | None:
+        origin = request.headers.get("Origin")
+        if origin and origins is not None and origins.match(origin):
+            return origin
+        return None
+
+    @app.after_request
+    async def add_cors(response: Response) -> Response:
+        origin = allowed_origin()
+        if origin is not None:
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers["Access-Control-Allow-Methods"] = "GET, POST, PUT, DELETE, OPTIONS"
+            response.headers["Access-Control-Allow-Headers"] = _CORS_HEADERS
+            response.headers["Access-Control-Allow-Credentials"] = "true"
+            response.headers["Vary"] = "Origin"
+        return response
+
+    @app.errorhandler(HTTPException)
+    async def http_error(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        return error_response(status, exc.description or exc.name)
+
+    async def gather_args() -> dict[str, Any]:
+        args = query_args(request.args.items(multi=True))
+        content_type = request.mimetype
+        if content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+            form = await request.form
+            args.update(query_args(form.items(multi=True)))
+        else:
+            body = await request.get_data(as_text=False)
+            if body.strip():
+                try:
+                    data = json.loads(body)
+                except (ValueError, RecursionError) as exc:
+                    raise ApiError(f"request body is not valid JSON: {exc}") from None
+                if not isinstance(data, dict):
+                    raise ApiError("request body must be a JSON object")
+                args.update(data)
+        return args
+
+    async def api(path: str) -> Response:
+        routes = registry.by_path("/" + path)
+        if routes is None:
+            return error_response(404, f"Not Found: /{path}")
+        verb = request.method
+        if verb == "OPTIONS":
+            return Response("", status=204, headers={"Allow": ", ".join(routes)})
+        ep = routes.get(verb)
+        if ep is None:
+            return error_response(405, f"Method {verb} not allowed for /{path}")
+        try:
+            args = await gather_args()
+            result = await registry.dispatch(ep, args, Transport.HTTP, remote=request.remote_addr)
+            return json_response({"result": result})
+        except ApiError as exc:
+            return error_response(exc.status, exc.message)
+        except HTTPException:
+            raise
+        except Exception as exc:
+            log.exception("internal error in %s /%s", verb, path)
+            return error_response(500, f"Internal error: {exc!r}")
+
+    app.add_url_rule("/", "api_root", api, methods=_ALL_VERBS, defaults={"path": ""})
+    app.add_url_rule("/<path:path>", "api", api, methods=_ALL_VERBS)
+    return app
+
+
+ASGIApp = Callable[[Mapping[str, Any], Any, Any], Awaitable[None]]
+
+
+class Router:
+    """The ASGI application hypercorn serves: ``/websocket`` to the JSON-RPC transport, the
+    rest (HTTP and lifespan) to the Quart-Trio app."""
+
+    def __init__(self, http_app: QuartTrio, websockets: WebsocketManager) -> None:
+        self._http = http_app
+        self._websockets = websockets
+
+    async def __call__(self, scope: Mapping[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "websocket" and scope.get("path") == "/websocket":
+            await self._websockets.serve(scope, receive, send)
+        else:
+            await self._http(scope, receive, send)  # type: ignore[arg-type]

@@ -1,0 +1,271 @@
+"""The websocket transport: JSON-RPC 2.0 at ``/websocket``.
+
+Each connection is one task tree under the ASGI server's connection task:
+
+    connection nursery
+    ├─ reader (this task): frames -> rpc.parse -> one task per request (bounded in number)
+    ├─ request tasks: registry dispatch -> reply queued
+    └─ writer: bounded outgoing queue -> ASGI send
+
+Requests on one connection run concurrently. Replies and notifications go through the bounded
+outgoing queue; a client that does not read fast enough to keep it from filling is disconnected
+with a logged reason (it can neither stall other clients nor grow memory without bound). When the
+number of requests in flight on a connection reaches its limit, the reader stops reading, so a
+flooding client is slowed by TCP backpressure instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import random
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import trio
+
+from .. import rpc
+from ..bus import Bus, Notify
+from ..errors import ApiError
+from ..registry import Registry, Transport
+
+log = logging.getLogger(__name__)
+
+ASGIMessage = dict[str, Any]
+Receive = Callable[[], Awaitable[ASGIMessage]]
+Send = Callable[[ASGIMessage], Awaitable[None]]
+
+#: Close codes (RFC 6455).
+CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY = 1008
+CLOSE_TRY_AGAIN = 1013
+CLOSE_RESTART = 1012
+
+#: Seconds a closing connection may take to send what was queued before it.
+FLUSH_TIMEOUT = 1.0
+
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+class WebsocketConnection:
+    """One client connection: its identity and its bounded outgoing queue."""
+
+    def __init__(self, manager: WebsocketManager, remote: str | None, queue_size: int) -> None:
+        self._manager = manager
+        # Moonraker's ids are large positive integers; clients only compare them.
+        self.connection_id: int = random.getrandbits(47) | (1 << 46)
+        self.remote = remote
+        self.client_info: Mapping[str, Any] | None = None
+        self._send, self._receive = trio.open_memory_channel[str](queue_size)
+        self._scope: trio.CancelScope | None = None
+        self.close_code = CLOSE_GOING_AWAY
+        self.close_reason = ""
+
+    # -- the Connection protocol (see registry.Connection) --
+
+    def identify(self, info: Mapping[str, Any]) -> None:
+        if self.client_info is not None:
+            raise ApiError(f"Connection already identified as {self.client_info.get('name')}")
+        self.client_info = dict(info)
+
+    def send_notification(self, method: str, params: list[Any] | None = None) -> None:
+        self.send_text(_dumps(rpc.notification(method, params)))
+
+    # -- queue --
+
+    def send_text(self, text: str) -> None:
+        """Queue a frame; a full queue disconnects this client (never blocks the caller)."""
+        try:
+            self._send.send_nowait(text)
+        except trio.WouldBlock:
+            self.close(CLOSE_POLICY, "outgoing queue full: client too slow")
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            pass
+
+    def close(self, code: int, reason: str, *, flush: bool = False) -> None:
+        """Disconnect this client (safe to call from any task, any number of times).
+
+        With ``flush``, what is already queued is sent first (within ``FLUSH_TIMEOUT``).
+        """
+        if self._scope is None or self.close_reason:
+            return
+        self.close_code, self.close_reason = code, reason
+        if code not in (CLOSE_GOING_AWAY, CLOSE_RESTART):
+            log.warning(
+                "websocket %d (%s): disconnecting: %s", self.connection_id, self.remote, reason
+            )
+        if flush:
+            self._send.close()  # the writer sends what is queued, then ends the connection
+            self._scope.deadline = min(self._scope.deadline, trio.current_time() + FLUSH_TIMEOUT)
+        else:
+            self._scope.cancel()
+
+
+class WebsocketManager:
+    """All websocket connections of one server instance, and the notification fan-out."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        bus: Bus,
+        *,
+        max_connections: int = 50,
+        queue_size: int = 512,
+        max_in_flight: int = 32,
+    ) -> None:
+        self._registry = registry
+        self._bus = bus
+        self._max_connections = max_connections
+        self._queue_size = queue_size
+        self._max_in_flight = max_in_flight
+        self._connections: dict[int, WebsocketConnection] = {}
+        self._closing = False
+
+    @property
+    def count(self) -> int:
+        return len(self._connections)
+
+    def connections(self) -> list[WebsocketConnection]:
+        return list(self._connections.values())
+
+    def get(self, connection_id: int) -> WebsocketConnection | None:
+        return self._connections.get(connection_id)
+
+    def broadcast(self, method: str, params: list[Any] | None = None) -> None:
+        """Send one notification to every client, encoding it once."""
+        if not self._connections:
+            return
+        text = _dumps(rpc.notification(method, params))
+        for conn in list(self._connections.values()):
+            conn.send_text(text)
+
+    def close_all(self, code: int = CLOSE_GOING_AWAY, reason: str = "server shutting down") -> None:
+        """Close every connection after sending what is queued for it; refuse new ones."""
+        self._closing = True
+        for conn in list(self._connections.values()):
+            conn.close(code, reason, flush=True)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Forward :class:`Notify` events from the bus to every client."""
+        with self._bus.subscribe(Notify, capacity=4096, name="websocket notifications") as events:
+            task_status.started()
+            async for event in events:
+                assert isinstance(event, Notify)
+                self.broadcast(event.method, None if event.params is None else list(event.params))
+
+    # -- the ASGI application for one connection --
+
+    async def serve(self, scope: Mapping[str, Any], receive: Receive, send: Send) -> None:
+        first = await receive()
+        if first.get("type") != "websocket.connect":
+            return
+        client = scope.get("client")
+        remote = client[0] if client else None
+        if self._closing:
+            await send({"type": "websocket.close", "code": CLOSE_TRY_AGAIN})
+            return
+        if len(self._connections) >= self._max_connections:
+            log.warning("websocket from %s refused: %d connections open", remote, self.count)
+            await send({"type": "websocket.close", "code": CLOSE_TRY_AGAIN})
+            return
+        await send({"type": "websocket.accept"})
+        conn = WebsocketConnection(self, remote, self._queue_size)
+        self._connections[conn.connection_id] = conn
+        log.debug("websocket %d opened from %s", conn.connection_id, remote)
+        try:
+            async with trio.open_nursery() as nursery:
+                conn._scope = nursery.cancel_scope
+                nursery.start_soon(self._writer, conn, send)
+                await self._reader(conn, receive, nursery)
+                nursery.cancel_scope.cancel()
+        finally:
+            del self._connections[conn.connection_id]
+            log.debug("websocket %d closed", conn.connection_id)
+        if conn.close_reason:
+            with trio.move_on_after(FLUSH_TIMEOUT) as cleanup:
+                cleanup.shield = True
+                # the peer may be gone already: then there is nothing more to do
+                with contextlib.suppress(Exception):
+                    await send(
+                        {
+                            "type": "websocket.close",
+                            "code": conn.close_code,
+                            "reason": conn.close_reason[:120],
+                        }
+                    )
+
+    async def _writer(self, conn: WebsocketConnection, send: Send) -> None:
+        async for text in conn._receive:
+            await send({"type": "websocket.send", "text": text})
+        # the queue was closed (close with flush) and everything in it is sent
+        if conn._scope is not None:
+            conn._scope.cancel()
+
+    async def _reader(
+        self, conn: WebsocketConnection, receive: Receive, nursery: trio.Nursery
+    ) -> None:
+        in_flight = trio.Semaphore(self._max_in_flight)
+        while True:
+            msg = await receive()
+            kind = msg.get("type")
+            if kind == "websocket.disconnect":
+                return
+            if kind != "websocket.receive":
+                continue
+            data = msg.get("text")
+            if data is None:
+                data = msg.get("bytes") or b""
+            message = rpc.parse(data)
+            await in_flight.acquire()
+            nursery.start_soon(self._answer, conn, message, in_flight)
+
+    async def _answer(
+        self, conn: WebsocketConnection, message: rpc.Message, in_flight: trio.Semaphore
+    ) -> None:
+        try:
+            if not message.batch:
+                reply = await self.answer_entry(conn, message.entries[0])
+                if reply is not None:
+                    conn.send_text(reply)
+                return
+            replies: list[str | None] = [None] * len(message.entries)
+
+            async def one(i: int, entry: rpc.Entry) -> None:
+                replies[i] = await self.answer_entry(conn, entry)
+
+            async with trio.open_nursery() as batch:
+                for i, entry in enumerate(message.entries):
+                    batch.start_soon(one, i, entry)
+            owed = [r for r in replies if r is not None]
+            if owed:
+                conn.send_text("[" + ",".join(owed) + "]")
+        finally:
+            in_flight.release()
+
+    async def answer_entry(self, conn: WebsocketConnection, entry: rpc.Entry) -> str | None:
+        """Run one request; return its encoded reply (None for a notification)."""
+        if isinstance(entry, rpc.Invalid):
+            return None if entry.reply is None else _dumps(entry.reply)
+        req_id = None if entry.is_notification else entry.id
+        ep = self._registry.by_rpc(entry.method)
+        if ep is None:
+            reply = rpc.error(req_id, rpc.METHOD_NOT_FOUND, f"Method not found: {entry.method}")
+        else:
+            try:
+                value = await self._registry.dispatch(
+                    ep, entry.params, Transport.WEBSOCKET, remote=conn.remote, connection=conn
+                )
+                reply = rpc.result(req_id, value)
+            except ApiError as exc:
+                reply = rpc.error(req_id, rpc.rpc_code_for_status(exc.status), exc.message)
+            except Exception as exc:
+                log.exception("internal error in %s", entry.method)
+                reply = rpc.error(req_id, 500, f"Internal error in {entry.method}: {exc!r}")
+        if entry.is_notification:
+            return None
+        try:
+            return _dumps(reply)
+        except (TypeError, ValueError) as exc:
+            log.error("result of %s cannot be encoded as JSON: %s", entry.method, exc)
+            return _dumps(rpc.error(req_id, 500, f"Internal error in {entry.method}: {exc}"))
