@@ -1,0 +1,250 @@
+"""The composition root: one root nursery, one server instance at a time.
+
+::
+
+    trio.run(serve)
+    └─ root nursery
+       ├─ signal watcher: SIGINT/SIGTERM -> instance.stop(); a second signal cancels at once
+       └─ instance loop: build an Instance from a freshly read config, run it, repeat on restart
+          └─ Instance.run (its own cancel scope: restart and shutdown cancel the whole tree)
+             ├─ components: websocket notification fan-out, machine (1 Hz proc stats), ...
+             └─ hypercorn's Trio server with the ASGI router (Quart-Trio HTTP + /websocket)
+
+Shutdown order for an instance: websockets are closed (their queued replies flushed, bounded),
+hypercorn stops accepting and drains in-flight requests (bounded), then the components' nursery
+is cancelled. ``server.restart`` does the same and then builds a new instance from the config
+file read again.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import attrs
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio.run import worker_serve
+from hypercorn.utils import wrap_app
+
+from .bus import Bus
+from .components.machine import Machine
+from .components.server import ServerCore
+from .config import Config, default_config_path, load_config
+from .errors import ConfigError, StartupError
+from .registry import Registry
+from .transport.http import Router, create_http_app
+from .transport.websocket import CLOSE_GOING_AWAY, CLOSE_RESTART, WebsocketManager
+
+log = logging.getLogger(__name__)
+
+#: Bounds on each shutdown step, in seconds.
+WEBSOCKET_FLUSH_TIMEOUT = 1.0
+HTTP_DRAIN_TIMEOUT = 3.0
+
+
+@attrs.frozen
+class Options:
+    """What the command line decides (the config file decides the rest)."""
+
+    data_dir: Path
+    config_file: Path | None = None
+    host: str | None = None
+    port: int | None = None
+    verbose: bool = False
+
+
+class Instance:
+    """One server instance: the components built from one reading of the config."""
+
+    def __init__(self, config: Config, *, extra_warnings: tuple[str, ...] = ()) -> None:
+        self.config = config
+        self.warnings: list[str] = [*config.warnings, *extra_warnings]
+        self.bus = Bus()
+        self.registry = Registry()
+        self.websockets = WebsocketManager(
+            self.registry,
+            self.bus,
+            max_connections=config.server.max_websocket_connections,
+        )
+        self.klippy_connected = False
+        self.klippy_state = "disconnected"
+        self.restart_requested = False
+        self._stop = trio.Event()
+        self.components: list[Any] = [ServerCore(self), Machine(self)]
+        for component in self.components:
+            self.registry.add_component(component)
+        self.http_app = create_http_app(
+            self.registry,
+            cors_domains=config.authorization.cors_domains,
+            max_body_size=config.server.max_upload_size * 1024 * 1024,
+        )
+        self.bound: list[tuple[str, int]] = []
+
+    def component_names(self) -> list[str]:
+        return ["application", "websockets", *(c.name for c in self.components)]
+
+    def registered_directories(self) -> list[str]:
+        return []
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def request_restart(self) -> None:
+        self.restart_requested = True
+        self._stop.set()
+
+    def _hypercorn_config(self) -> HypercornConfig:
+        hc = HypercornConfig()
+        host = self.config.server.host
+        hc.bind = [
+            f"[{host}]:{self.config.server.port}"
+            if ":" in host
+            else f"{host}:{self.config.server.port}"
+        ]
+        hc.accesslog = None
+        hc.errorlog = logging.getLogger("hypercorn.error")
+        hc.graceful_timeout = HTTP_DRAIN_TIMEOUT
+        hc.keep_alive_timeout = 75
+        hc.websocket_ping_interval = None
+        hc.include_server_header = False
+        return hc
+
+    async def run(
+        self, *, task_status: trio.TaskStatus[list[tuple[str, int]]] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Serve until stopped (``restart_requested`` then tells why)."""
+        hc = self._hypercorn_config()
+        try:
+            sockets = hc.create_sockets()
+        except OSError as exc:
+            raise StartupError(f"cannot listen on {hc.bind[0]}: {exc.strerror or exc}") from None
+        for sock in sockets.insecure_sockets:
+            sock.listen(hc.backlog)
+            addr = sock.getsockname()
+            self.bound.append((addr[0], addr[1]))
+        http_stop = trio.Event()
+        app = wrap_app(Router(self.http_app, self.websockets), hc.wsgi_max_body_size, "asgi")
+        async with trio.open_nursery() as components:
+            await components.start(self.websockets.run)
+            for component in self.components:
+                if hasattr(component, "run"):
+                    await components.start(component.run)
+            async with trio.open_nursery() as http:
+                await http.start(_serve_http, app, hc, sockets, http_stop.wait)
+                log.info(
+                    "trioprint listening on %s",
+                    ", ".join(f"http://{h}:{p}" for h, p in self.bound),
+                )
+                task_status.started(self.bound)
+                await self._stop.wait()
+                log.info("%s", "restarting" if self.restart_requested else "shutting down")
+                if self.restart_requested:
+                    self.websockets.close_all(CLOSE_RESTART, "server restarting")
+                else:
+                    self.websockets.close_all(CLOSE_GOING_AWAY, "server shutting down")
+                http_stop.set()
+                http.cancel_scope.deadline = trio.current_time() + HTTP_DRAIN_TIMEOUT + 1
+            components.cancel_scope.cancel()
+
+
+async def _serve_http(
+    app: Any,
+    hc: HypercornConfig,
+    sockets: Any,
+    shutdown_trigger: Callable[[], Any],
+    *,
+    task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    try:
+        await worker_serve(
+            app, hc, sockets=sockets, shutdown_trigger=shutdown_trigger, task_status=task_status
+        )
+    finally:
+        for sock in sockets.insecure_sockets:
+            sock.close()
+
+
+def read_config(options: Options) -> Config:
+    path = options.config_file or default_config_path(options.data_dir)
+    config = load_config(path, options.data_dir)
+    return config.with_overrides(host=options.host, port=options.port)
+
+
+class Server:
+    """The process: runs instances one after the other until stopped."""
+
+    def __init__(self, options: Options) -> None:
+        self.options = options
+        self.instance: Instance | None = None
+        self.serving: Instance | None = None
+        self.instances_started = 0
+        self._changed = trio.Event()
+        self._stopping = False
+
+    def _set_serving(self, instance: Instance | None) -> None:
+        self.serving = instance
+        changed, self._changed = self._changed, trio.Event()
+        changed.set()
+
+    async def wait_serving(self, *, other_than: Instance | None = None) -> Instance:
+        """Wait until an instance (other than ``other_than``) is serving; return it."""
+        while self.serving is None or self.serving is other_than:
+            await self._changed.wait()
+        return self.serving
+
+    def stop(self) -> None:
+        self._stopping = True
+        if self.instance is not None:
+            self.instance.stop()
+
+    async def run(
+        self, *, task_status: trio.TaskStatus[Instance] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        config = read_config(self.options)
+        extra: tuple[str, ...] = ()
+        while True:
+            instance = Instance(config, extra_warnings=extra)
+            self.instance = instance
+            if self._stopping:
+                instance.stop()
+            async with trio.open_nursery() as nursery:
+                await nursery.start(instance.run)
+                self.instances_started += 1
+                self._set_serving(instance)
+                task_status.started(instance)
+                task_status = trio.TASK_STATUS_IGNORED
+            self._set_serving(None)
+            if not instance.restart_requested or self._stopping:
+                return
+            try:
+                config = read_config(self.options)
+                extra = ()
+            except ConfigError as exc:
+                log.error("restart: %s; keeping the previous configuration", exc)
+                extra = (f"Configuration error, previous configuration kept: {exc}",)
+
+
+async def watch_signals(server: Server, cancel: trio.CancelScope) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        count = 0
+        async for signum in signals:
+            count += 1
+            if count == 1:
+                log.info("received %s, shutting down", signal.Signals(signum).name)
+                server.stop()
+            else:
+                log.warning("second signal: stopping at once")
+                cancel.cancel()
+
+
+async def main(options: Options) -> None:
+    """The process entry point: the root nursery."""
+    server = Server(options)
+    async with trio.open_nursery() as root:
+        root.start_soon(watch_signals, server, root.cancel_scope)
+        await server.run()
+        root.cancel_scope.cancel()

@@ -1,0 +1,198 @@
+"""The ``trioprint`` command.
+
+::
+
+    trioprint [serve] [-c CONFIG] [-d DATA_DIR] [--host H] [--port P] [-v]
+    trioprint call METHOD [JSON_PARAMS] [--url ws://127.0.0.1:7125/websocket]
+    trioprint --version
+
+Start-up problems are one clear line on stderr and a non-zero exit status, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from ._version import __version__
+from .errors import ConfigError, StartupError
+
+DEFAULT_URL = "ws://127.0.0.1:7125/websocket"
+
+EXIT_OK = 0
+EXIT_ERROR = 1  # a JSON-RPC error answer, or a start-up problem
+EXIT_UNREACHABLE = 2  # the server could not be reached or answered nonsense
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port {value} is out of range 0-65535")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="trioprint",
+        description="A 3D-printer host server with Moonraker's API, on Trio.",
+    )
+    parser.add_argument("--version", action="version", version=f"trioprint {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="{serve,call}")
+
+    serve = sub.add_parser("serve", help="run the server (the default command)")
+    add_serve_arguments(serve)
+
+    call = sub.add_parser("call", help="call one JSON-RPC method and print its result as JSON")
+    call.add_argument("method", help="the JSON-RPC method, e.g. server.info")
+    call.add_argument("params", nargs="?", default=None, help="params as a JSON object")
+    call.add_argument("--url", default=DEFAULT_URL, help=f"websocket URL (default {DEFAULT_URL})")
+    call.add_argument("--timeout", type=float, default=30.0, help="seconds to wait (default 30)")
+    return parser
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-c", "--config", type=Path, help="config file (moonraker.conf format)")
+    parser.add_argument(
+        "-d",
+        "--datapath",
+        "--data-dir",
+        dest="data_dir",
+        type=Path,
+        default=None,
+        help="data folder (default ~/printer_data)",
+    )
+    parser.add_argument("--host", help="address to listen on (overrides [server] host)")
+    parser.add_argument("--port", type=_port, help="port to listen on (overrides [server] port)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = build_parser()
+    argv = list(argv)
+    # `serve` is the default command: `trioprint -d X` means `trioprint serve -d X`.
+    if not argv or (
+        argv[0] not in ("serve", "call") and argv[0] not in ("-h", "--help", "--version")
+    ):
+        argv.insert(0, "serve")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.command == "call":
+        return run_call(args.method, args.params, url=args.url, timeout=args.timeout)
+    return run_serve(args)
+
+
+def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first exception that is not a group (nurseries nest groups)."""
+    first: BaseException = group
+    while isinstance(first, BaseExceptionGroup):
+        first = first.exceptions[0]
+    return first
+
+
+def _fail(message: str, status: int = EXIT_ERROR) -> int:
+    print(f"trioprint: error: {message}", file=sys.stderr)
+    return status
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from .app import Options
+    from .app import main as app_main
+    from .logs import setup_logging
+
+    data_dir = (args.data_dir or Path("~/printer_data")).expanduser()
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        (data_dir / "logs").mkdir(exist_ok=True)
+    except OSError as exc:
+        return _fail(f"cannot create data folder {data_dir}: {exc.strerror or exc}")
+    if args.config is not None and not args.config.is_file():
+        return _fail(f"config file {args.config} does not exist or is not a file")
+    options = Options(
+        data_dir=data_dir.resolve(),
+        config_file=args.config,
+        host=args.host,
+        port=args.port,
+        verbose=args.verbose,
+    )
+    stop_logging = setup_logging(data_dir / "logs", verbose=args.verbose)
+    problem: str | None = None
+    try:
+        trio.run(app_main, options)
+    except* (ConfigError, StartupError) as group:
+        problem = str(_first_leaf(group))
+    except* KeyboardInterrupt:
+        pass
+    finally:
+        stop_logging()
+    return EXIT_OK if problem is None else _fail(problem)
+
+
+# --- trioprint call ------------------------------------------------------------------------
+
+
+def run_call(method: str, params_text: str | None, *, url: str, timeout: float) -> int:
+    params: Any = None
+    if params_text is not None:
+        try:
+            params = json.loads(params_text)
+        except ValueError as exc:
+            return _fail(f"JSON_PARAMS is not valid JSON: {exc}")
+        if not isinstance(params, dict):
+            return _fail("JSON_PARAMS must be a JSON object")
+    problem: str | None = None
+    reply: dict[str, Any] = {}
+    try:
+        reply = trio.run(_call, url, method, params, timeout)
+    except* TimeoutError:
+        problem = f"no answer from {url} within {timeout:g} s"
+    except* (OSError, _Unreachable) as group:
+        problem = f"cannot reach {url}: {_first_leaf(group)}"
+    if problem is not None:
+        return _fail(problem, EXIT_UNREACHABLE)
+    if "error" in reply:
+        err = reply["error"]
+        if isinstance(err, dict):
+            return _fail(f"{err.get('message')} (code {err.get('code')})")
+        return _fail(f"{err}")
+    json.dump(reply.get("result"), sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return EXIT_OK
+
+
+class _Unreachable(Exception):
+    pass
+
+
+async def _call(url: str, method: str, params: Any, seconds: float) -> dict[str, Any]:
+    from trio_websocket import ConnectionClosed, HandshakeError, open_websocket_url
+
+    request: dict[str, Any] = {"jsonrpc": "2.0", "method": method, "id": os.getpid()}
+    if params is not None:
+        request["params"] = params
+    with trio.fail_after(seconds):
+        try:
+            async with open_websocket_url(url) as ws:
+                await ws.send_message(json.dumps(request))
+                while True:
+                    message = json.loads(await ws.get_message())
+                    if isinstance(message, dict) and message.get("id") == request["id"]:
+                        return message
+        except (HandshakeError, ConnectionClosed, ValueError) as exc:
+            raise _Unreachable(str(exc) or type(exc).__name__) from None
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""The ``server.*`` core methods: info, config, restart, websocket id, connection identify."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from .._version import __version__
+from ..errors import ApiError
+from ..registry import Call, NoParams, Transport, endpoint
+
+if TYPE_CHECKING:
+    from ..app import Instance
+
+#: The Moonraker API level trioprint implements. Mainsail and Fluidd check these.
+API_VERSION = (1, 5, 0)
+MOONRAKER_VERSION = "v0.11.0"
+
+CLIENT_TYPES = ("web", "mobile", "desktop", "display", "bot", "agent", "other")
+
+
+@attrs.frozen
+class InfoParams:
+    raw: bool = False
+
+
+@attrs.frozen
+class IdentifyParams:
+    client_name: str
+    version: str
+    type: str
+    url: str
+    access_token: str | None = None
+    api_key: str | None = None
+
+
+class ServerCore:
+    """Owns the server's own endpoints; reads everything else from the running instance."""
+
+    name = "server"
+
+    def __init__(self, instance: Instance) -> None:
+        self._instance = instance
+
+    @endpoint("/server/info", "GET", params=InfoParams)
+    async def info(self, call: Call[InfoParams]) -> dict[str, Any]:
+        inst = self._instance
+        warnings = list(inst.warnings)
+        if not call.params.raw:
+            warnings = [w.replace("\n", "<br/>") for w in warnings]
+        return {
+            "klippy_connected": inst.klippy_connected,
+            "klippy_state": inst.klippy_state,
+            "components": inst.component_names(),
+            "failed_components": [],
+            "registered_directories": inst.registered_directories(),
+            "warnings": warnings,
+            "websocket_count": inst.websockets.count,
+            "moonraker_version": MOONRAKER_VERSION,
+            "trioprint_version": __version__,
+            "missing_klippy_requirements": [],
+            "api_version": list(API_VERSION),
+            "api_version_string": ".".join(map(str, API_VERSION)),
+        }
+
+    @endpoint("/server/config", "GET")
+    async def config(self, call: Call[NoParams]) -> dict[str, Any]:
+        cfg = self._instance.config
+        return {
+            "config": cfg.parsed(),
+            "orig": {name: dict(opts) for name, opts in cfg.sections.items()},
+            "files": [{"filename": f, "sections": list(s)} for f, s in cfg.files],
+        }
+
+    @endpoint("/server/restart", "POST")
+    async def restart(self, call: Call[NoParams]) -> str:
+        self._instance.request_restart()
+        return "ok"
+
+    @endpoint("/server/websocket/id", "GET", transports=Transport.WEBSOCKET)
+    async def websocket_id(self, call: Call[NoParams]) -> dict[str, Any]:
+        assert call.connection is not None
+        return {"websocket_id": call.connection.connection_id}
+
+    @endpoint(
+        "/server/connection/identify",
+        "POST",
+        params=IdentifyParams,
+        transports=Transport.WEBSOCKET,
+        auth=False,
+    )
+    async def identify(self, call: Call[IdentifyParams]) -> dict[str, Any]:
+        conn = call.connection
+        assert conn is not None
+        p = call.params
+        if p.type not in CLIENT_TYPES:
+            raise ApiError(
+                f"invalid argument 'type': {p.type!r} is not one of {', '.join(CLIENT_TYPES)}"
+            )
+        conn.identify({"name": p.client_name, "version": p.version, "type": p.type, "url": p.url})
+        return {"connection_id": conn.connection_id}

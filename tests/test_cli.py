@@ -1,0 +1,191 @@
+"""The command line, run as a user runs it: subprocesses in an empty home folder."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import trio
+
+from trioprint.cli import parse_args
+
+from .live import free_port, subprocess_env, trioprint_command
+
+pytestmark = pytest.mark.slow
+
+
+def test_serve_is_the_default_command() -> None:
+    args = parse_args(["-d", "/tmp/x", "--port", "8000"])
+    assert (args.command, args.data_dir, args.port) == ("serve", Path("/tmp/x"), 8000)
+    assert parse_args([]).command == "serve"
+    call = parse_args(["call", "server.info", '{"a": 1}', "--url", "ws://h:1/websocket"])
+    assert (call.method, call.params, call.url) == ("server.info", '{"a": 1}', "ws://h:1/websocket")
+
+
+def run(args: list[str], home: Path, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*trioprint_command(), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=subprocess_env(home),
+        cwd=home,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def test_version(tmp_path: Path) -> None:
+    from trioprint import __version__
+
+    result = run(["--version"], tmp_path)
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"trioprint {__version__}"
+
+
+class Started:
+    def __init__(self, process: trio.Process, port: int, stderr: list[str]) -> None:
+        self.process = process
+        self.port = port
+        self.stderr = stderr
+
+
+async def start_trioprint(home: Path, *args: str) -> Started:
+    """Start `trioprint` with no config; return once it says it is listening."""
+    port = free_port()
+    process = await trio.lowlevel.open_process(
+        [*trioprint_command(), "--port", str(port), *args],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=subprocess_env(home),
+        cwd=home,
+    )
+    assert process.stderr is not None
+    lines: list[str] = []
+    buffer = b""
+    with trio.fail_after(30):
+        while not any("listening on" in line for line in lines):
+            chunk = await process.stderr.receive_some()
+            if not chunk:
+                raise AssertionError("trioprint exited early:\n" + "".join(lines))
+            buffer += chunk
+            *complete, buffer = buffer.split(b"\n")
+            lines.extend(line.decode() + "\n" for line in complete)
+    return Started(process, port, lines)
+
+
+async def stop(started: Started, signum: int = signal.SIGTERM) -> int:
+    started.process.send_signal(signum)
+    with trio.fail_after(15):
+        return await started.process.wait()
+
+
+async def test_fresh_start_with_no_config_and_call(tmp_path: Path) -> None:
+    started = await start_trioprint(tmp_path)
+    try:
+        # the default data folder was created in the (empty) home folder, with the log
+        assert (tmp_path / "printer_data" / "logs" / "trioprint.log").exists()
+        url = f"ws://127.0.0.1:{started.port}/websocket"
+        result = await trio.to_thread.run_sync(
+            lambda: run(["call", "server.info", "--url", url], tmp_path)
+        )
+        assert result.returncode == 0, result.stderr
+        info = json.loads(result.stdout)
+        assert info["klippy_state"] == "disconnected"
+        assert info["warnings"] == []
+        error = await trio.to_thread.run_sync(
+            lambda: run(["call", "no.such.method", "--url", url], tmp_path)
+        )
+        assert error.returncode == 1
+        assert "no.such.method" in error.stderr
+        assert error.stdout == ""
+        bad_params = await trio.to_thread.run_sync(
+            lambda: run(["call", "server.info", "[1]", "--url", url], tmp_path)
+        )
+        assert bad_params.returncode == 1
+        assert "JSON object" in bad_params.stderr
+    finally:
+        status = await stop(started)
+    assert status == 0
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+async def test_signals_shut_down_cleanly(tmp_path: Path, signum: int) -> None:
+    started = await start_trioprint(tmp_path, "-d", str(tmp_path / "data"))
+    assert await stop(started, signum) == 0
+    log = (tmp_path / "data" / "logs" / "trioprint.log").read_text()
+    assert "shutting down" in log
+    assert "Traceback" not in log
+
+
+def test_call_without_a_server_fails_clearly(tmp_path: Path) -> None:
+    url = f"ws://127.0.0.1:{free_port()}/websocket"
+    result = run(["call", "server.info", "--url", url, "--timeout", "5"], tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.startswith("trioprint: error: cannot reach")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
+async def test_port_in_use_is_one_line(tmp_path: Path) -> None:
+    with trio.socket.socket() as sock:
+        await sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        result = await trio.to_thread.run_sync(
+            lambda: run(["-d", str(tmp_path), "--port", str(port)], tmp_path)
+        )
+    line = one_line_error(result)
+    assert str(port) in line
+    assert "in use" in line
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("[server]\nport: abc\n", ["[server]", "port", "abc"]),
+        ("no section header\n", ["moonraker.conf"]),
+        ("[server]\nmax_upload_size: lots\n", ["max_upload_size"]),
+    ],
+)
+def test_bad_config_is_one_line(tmp_path: Path, text: str, words: list[str]) -> None:
+    config = tmp_path / "moonraker.conf"
+    config.write_text(text)
+    line = one_line_error(run(["-d", str(tmp_path), "-c", str(config), "--port", "0"], tmp_path))
+    assert "moonraker.conf" in line
+    for word in words:
+        assert word in line
+
+
+def test_missing_config_file_is_one_line(tmp_path: Path) -> None:
+    line = one_line_error(run(["-c", str(tmp_path / "nope.conf"), "-d", str(tmp_path)], tmp_path))
+    assert "nope.conf" in line
+
+
+def test_bad_port_argument_is_refused(tmp_path: Path) -> None:
+    result = run(["--port", "99999"], tmp_path)
+    assert result.returncode == 2
+    assert "out of range" in result.stderr
+
+
+def test_module_entry_point(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "trioprint", "--version"],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(tmp_path),
+        check=False,
+    )
+    assert result.returncode == 0
+    assert result.stdout.startswith("trioprint ")

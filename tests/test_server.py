@@ -1,0 +1,144 @@
+"""The whole server in process: real hypercorn on 127.0.0.1:0, real HTTP and websocket clients."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import httpx
+import trio
+import trio.testing
+
+from trioprint.components.server import API_VERSION
+
+from .live import call_until_closed, live_server, rpc_client
+
+INFO_KEYS = {
+    "klippy_connected",
+    "klippy_state",
+    "components",
+    "failed_components",
+    "registered_directories",
+    "warnings",
+    "websocket_count",
+    "moonraker_version",
+    "api_version",
+    "api_version_string",
+}
+
+
+async def test_server_info_over_http_and_websocket(tmp_path: Path) -> None:
+    async with live_server(tmp_path) as live:
+        async with httpx.AsyncClient() as http:
+            response = await http.get(f"{live.http}/server/info")
+        assert response.status_code == 200
+        info = response.json()["result"]
+        assert set(info) >= INFO_KEYS
+        assert info["klippy_state"] == "disconnected"
+        assert info["api_version"] == list(API_VERSION)
+        async with rpc_client(live.ws) as client:
+            await client.ws.send_message('{"jsonrpc":"2.0","method":"server.info","id":0}')
+            reply = await client.reply(0)
+            assert reply["id"] == 0
+            assert reply["result"]["websocket_count"] == 1
+            assert set(reply["result"]) == set(info)
+
+
+async def test_http_errors_are_json(tmp_path: Path) -> None:
+    async with live_server(tmp_path) as live, httpx.AsyncClient() as http:
+        missing = await http.get(f"{live.http}/server/nope")
+        assert missing.status_code == 404
+        assert missing.json()["error"]["code"] == 404
+        wrong = await http.delete(f"{live.http}/server/info")
+        assert wrong.status_code == 405
+        assert wrong.json()["error"]["code"] == 405
+
+
+async def test_identify_and_websocket_id(tmp_path: Path) -> None:
+    params = {"client_name": "test", "version": "1.0", "type": "web", "url": "http://x"}
+    async with live_server(tmp_path) as live, rpc_client(live.ws) as client:
+        ws_id = (await client.call("server.websocket.id"))["result"]["websocket_id"]
+        identified = await client.call("server.connection.identify", params)
+        assert identified["result"] == {"connection_id": ws_id}
+        again = await client.call("server.connection.identify", params)
+        assert again["error"]["code"] == 400
+        assert "already identified" in again["error"]["message"]
+        bad = await client.call("server.connection.identify", {**params, "type": "toaster"})
+        assert bad["error"]["code"] == 400
+        assert "type" in bad["error"]["message"]
+
+
+async def test_websocket_only_methods_have_no_http_route(tmp_path: Path) -> None:
+    async with live_server(tmp_path) as live, httpx.AsyncClient() as http:
+        response = await http.get(f"{live.http}/server/websocket/id")
+        assert response.status_code == 404
+
+
+async def test_proc_stat_heartbeat_and_machine_methods(tmp_path: Path) -> None:
+    async with live_server(tmp_path) as live, rpc_client(live.ws) as client:
+        with trio.fail_after(5):
+            note = await client.notification("notify_proc_stat_update")
+        stats = note["params"][0]
+        assert {"moonraker_stats", "network", "system_cpu_usage", "system_memory"} <= set(stats)
+        assert stats["moonraker_stats"]["memory"] > 0
+        assert stats["websocket_connections"] == 1
+        proc = (await client.call("machine.proc_stats"))["result"]
+        assert proc["throttled_state"] is None
+        assert proc["system_uptime"] > 0
+        assert isinstance(proc["moonraker_stats"], list)
+        system = (await client.call("machine.system_info"))["result"]["system_info"]
+        assert system["cpu_info"]["cpu_count"] == os.cpu_count()
+
+
+async def test_server_config_reports_the_file(tmp_path: Path) -> None:
+    config = tmp_path / "moonraker.conf"
+    config.write_text("[server]\nhost: 127.0.0.1\nport: 7125\n\n[update_manager]\nx: 1\n")
+    async with live_server(tmp_path, config) as live, rpc_client(live.ws) as client:
+        result = (await client.call("server.config"))["result"]
+        assert result["config"]["server"]["host"] == "127.0.0.1"
+        assert result["orig"]["update_manager"] == {"x": "1"}
+        info = (await client.call("server.info"))["result"]
+        assert any("update_manager" in w for w in info["warnings"])
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def count_tasks() -> int:
+    def walk(task: trio.lowlevel.Task) -> int:
+        return 1 + sum(walk(c) for n in task.child_nurseries for c in n.child_tasks)
+
+    return walk(trio.lowlevel.current_root_task())
+
+
+async def test_restart_20_times_leaks_nothing(tmp_path: Path) -> None:
+    async with live_server(tmp_path) as live:
+        server = live.server
+
+        async def one_restart() -> None:
+            assert server.instance is not None
+            port = server.instance.bound[0][1]
+            old = server.instance
+            with trio.fail_after(10):
+                reply, code, eof = await call_until_closed(port, "server.restart")
+                new = await server.wait_serving(other_than=old)
+            # "ok" first, then close code 1012 (service restart), then the TCP close
+            assert reply["result"] == "ok"
+            assert code == 1012
+            assert eof
+            # the new instance answers
+            new_port = new.bound[0][1]
+            async with httpx.AsyncClient() as http:
+                info = await http.get(f"http://127.0.0.1:{new_port}/server/info")
+                assert info.status_code == 200
+
+        await one_restart()  # warm up lazily created resources (thread pool, caches)
+        await trio.testing.wait_all_tasks_blocked(cushion=0.05)
+        fds, tasks = open_fds(), count_tasks()
+        for _ in range(20):
+            await one_restart()
+        await trio.testing.wait_all_tasks_blocked(cushion=0.05)
+        assert server.instances_started == 22
+        assert open_fds() <= fds
+        assert count_tasks() <= tasks
