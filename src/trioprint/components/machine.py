@@ -8,7 +8,7 @@ event loop.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -24,6 +24,14 @@ if TYPE_CHECKING:
 INTERVAL = 1.0
 
 
+async def read_sources_in_thread() -> procstats.Sources:
+    return await trio.to_thread.run_sync(procstats.read_sources)
+
+
+async def read_system_info_in_thread() -> dict[str, Any]:
+    return await trio.to_thread.run_sync(procstats.read_system_info)
+
+
 class Machine:
     name = "machine"
 
@@ -31,8 +39,8 @@ class Machine:
         self,
         instance: Instance,
         *,
-        read_sources: Callable[[], procstats.Sources] = procstats.read_sources,
-        read_system_info: Callable[[], dict[str, Any]] = procstats.read_system_info,
+        read_sources: Callable[[], Awaitable[procstats.Sources]] = read_sources_in_thread,
+        read_system_info: Callable[[], Awaitable[dict[str, Any]]] = read_system_info_in_thread,
     ) -> None:
         self._instance = instance
         self._read_sources = read_sources
@@ -52,7 +60,7 @@ class Machine:
             self._instance.bus.publish(Notify("notify_proc_stat_update", (payload,)))
 
     async def _sample(self) -> dict[str, Any]:
-        src = await trio.to_thread.run_sync(self._read_sources)
+        src = await self._read_sources()
         self._uptime = procstats.parse_uptime(src.proc_uptime)
         return self._tracker.sample(
             src,
@@ -64,7 +72,7 @@ class Machine:
     @endpoint("/machine/system_info", "GET")
     async def system_info(self, call: Call[NoParams]) -> dict[str, Any]:
         if self._system_info is None:
-            self._system_info = await trio.to_thread.run_sync(self._read_system_info)
+            self._system_info = await self._read_system_info()
         return self._system_info
 
     @endpoint("/machine/proc_stats", "GET")

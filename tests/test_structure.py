@@ -1,0 +1,26 @@
+"""Structure rules: domain/ is pure (no Trio, no sockets)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+DOMAIN = Path(__file__).resolve().parent.parent / "src" / "trioprint" / "domain"
+FORBIDDEN = {"trio", "trio_websocket", "quart", "quart_trio", "hypercorn", "trio_serial"}
+
+
+@pytest.mark.parametrize("path", sorted(DOMAIN.glob("*.py")), ids=lambda p: p.name)
+def test_domain_modules_import_no_io_framework(path: Path) -> None:
+    tree = ast.parse(path.read_text())
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            imported.add(node.module.split(".")[0])
+        elif isinstance(node, ast.ImportFrom) and node.level > 0 and node.module:
+            # relative imports may only reach other pure modules
+            assert not node.module.startswith(("transport", "components", "app")), node.module
+    assert imported & FORBIDDEN == set()
