@@ -23,6 +23,8 @@ class Peer:
         return await self._in_recv.receive()
 
     async def send(self, message: dict[str, Any]) -> None:
+        if "text" in message:
+            message["text"].encode("utf-8")  # what a real transport must be able to do
         await self._out_send.send(message)
 
     async def serve(self, manager: WebsocketManager, *, task_status: Any) -> None:

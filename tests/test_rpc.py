@@ -70,9 +70,18 @@ def test_invalid_requests(text: str, code: int, reply_id: object) -> None:
     assert entry.reply["error"]["message"]
 
 
-def test_invalid_notification_is_owed_no_reply() -> None:
+def test_notification_with_bad_params_is_owed_no_reply() -> None:
     entry = only(rpc.parse('{"jsonrpc":"2.0","method":"m","params":[1]}'))
     assert entry == rpc.Invalid(None)
+
+
+def test_invalid_request_without_id_is_answered_with_null_id() -> None:
+    # the JSON-RPC 2.0 specification's own example
+    entry = only(rpc.parse('{"jsonrpc": "2.0", "method": 1, "params": "bar"}'))
+    assert isinstance(entry, rpc.Invalid)
+    assert entry.reply == rpc.error(
+        None, rpc.INVALID_REQUEST, 'Invalid Request: "method" must be a string'
+    )
 
 
 def test_batch_keeps_order_and_marks_bad_entries() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -142,3 +143,49 @@ async def test_restart_20_times_leaks_nothing(tmp_path: Path) -> None:
         assert server.instances_started == 22
         assert open_fds() <= fds
         assert count_tasks() <= tasks
+
+
+async def test_arbitrary_frames_over_a_real_socket_leave_the_server_serving(
+    tmp_path: Path,
+) -> None:
+    """Garbage over real hypercorn: every frame gets a well-formed answer, the connection and
+    the server stay up (the in-memory fuzz tests cover many more inputs)."""
+    frames = [
+        "",
+        "{",
+        "[]",
+        "[1,2,3]",
+        "null",
+        '{"jsonrpc":"2.0"}',
+        '{"jsonrpc":"2.0","method":"server.info","params":[],"id":{}}',
+        '{"jsonrpc":"2.0","method":"server.info","params":{"raw":"maybe"},"id":1}',
+        '{"jsonrpc":"2.0","method":"server.info","id":' + "9" * 400 + "}",
+        "[" * 10000 + "]" * 10000,
+        '{"jsonrpc":"2.0","method":"\\ud800","id":2}',
+        "\x00\x01\x02",
+    ]
+    async with live_server(tmp_path) as live, rpc_client(live.ws) as client:
+        for i, frame in enumerate(frames):
+            await client.ws.send_message(frame)
+            sentinel = {"jsonrpc": "2.0", "method": "server.info", "id": f"s{i}"}
+            await client.ws.send_message(json.dumps(sentinel))
+            answers = []
+            seen_sentinel = False
+            # requests run concurrently: the answer may come before or after the sentinel's
+            with trio.fail_after(10):
+                while not (seen_sentinel and answers):
+                    message = json.loads(await client.ws.get_message())
+                    if isinstance(message, dict) and message.get("id") == f"s{i}":
+                        seen_sentinel = True
+                    elif isinstance(message, dict) and "method" in message:
+                        continue  # a notification
+                    else:
+                        answers.append(message)
+            assert len(answers) == 1, frame[:50]
+            for item in answers[0] if isinstance(answers[0], list) else answers:
+                assert item["jsonrpc"] == "2.0"
+                assert ("result" in item) != ("error" in item)
+        # binary frames are read as UTF-8 JSON as well
+        await client.ws.send_message(b'{"jsonrpc":"2.0","method":"server.info","id":"b"}')
+        assert (await client.reply("b"))["result"]["klippy_state"] == "disconnected"
+        assert (await client.call("server.info"))["result"]["websocket_count"] == 1

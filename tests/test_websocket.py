@@ -9,7 +9,7 @@ import attrs
 import pytest
 import trio
 import trio.testing
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from trioprint.bus import Bus, Notify
@@ -301,6 +301,7 @@ frames = st.one_of(
 
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=150)
 @given(frames)
+@example('{"jsonrpc":"2.0","method":"\\ud800","id":1}')  # a lone surrogate in the method name
 async def test_arbitrary_frames_get_well_formed_answers(frame: str) -> None:
     manager, _, _ = make_manager()
     async with trio.open_nursery() as nursery:

@@ -109,6 +109,9 @@ class Instance:
         hc.errorlog = logging.getLogger("hypercorn.error")
         hc.graceful_timeout = HTTP_DRAIN_TIMEOUT
         hc.keep_alive_timeout = 75
+        # hypercorn closes a keep-alive connection after 1000 requests by default; clients of
+        # a printer host poll for hours on one connection, as Moonraker lets them.
+        hc.keep_alive_max_requests = 2**31
         hc.websocket_ping_interval = None
         hc.include_server_header = False
         return hc

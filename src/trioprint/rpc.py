@@ -24,6 +24,11 @@ INVALID_REQUEST = -32600
 METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
 
+#: Compact JSON. Non-ASCII characters are escaped, so that a lone surrogate taken from a
+#: client's frame (valid JSON, invalid UTF-8) is echoed as valid JSON instead of failing the
+#: transport's UTF-8 encoding.
+dumps = json.JSONEncoder(separators=(",", ":")).encode
+
 #: The largest batch answered; a larger one is refused whole (a bound on the work one frame makes).
 MAX_BATCH = 1000
 
@@ -99,20 +104,21 @@ def _entry(obj: Any) -> Entry:
             error(None, INVALID_REQUEST, "Invalid Request: id must be a string, number or null")
         )
     reply_id = req_id if has_id else None
-
-    def invalid(code: int, message: str) -> Invalid:
-        return Invalid(error(reply_id, code, message) if has_id else None)
-
+    # An object that is not a valid request is answered even without an id (with id null), as
+    # JSON-RPC 2.0 requires; only a valid notification is owed nothing.
     if obj.get("jsonrpc") != "2.0":
-        return invalid(INVALID_REQUEST, 'Invalid Request: "jsonrpc" must be "2.0"')
+        return Invalid(error(reply_id, INVALID_REQUEST, 'Invalid Request: "jsonrpc" must be "2.0"'))
     method = obj.get("method")
     if not isinstance(method, str):
-        return invalid(INVALID_REQUEST, 'Invalid Request: "method" must be a string')
+        return Invalid(
+            error(reply_id, INVALID_REQUEST, 'Invalid Request: "method" must be a string')
+        )
     params = obj.get("params", {})
     if params is None:
         params = {}
     if not isinstance(params, dict):
-        return invalid(INVALID_PARAMS, 'Invalid params: "params" must be an object')
+        message = 'Invalid params: "params" must be an object'
+        return Invalid(error(reply_id, INVALID_PARAMS, message) if has_id else None)
     return Request(method, params, req_id if has_id else _NO_ID)
 
 

@@ -19,13 +19,13 @@ from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
+from .. import rpc
 from ..errors import ApiError
 from ..registry import Registry, Transport
 from .websocket import WebsocketManager
 
 log = logging.getLogger(__name__)
 
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 _ALL_VERBS = ["GET", "POST", "DELETE", "PUT", "PATCH", "OPTIONS"]
 _CORS_HEADERS = (
@@ -35,7 +35,7 @@ _CORS_HEADERS = (
 
 
 def json_response(body: Any, status: int = 200) -> Response:
-    return Response(_dumps(body), status=status, content_type="application/json; charset=utf-8")
+    return Response(rpc.dumps(body), status=status, content_type="application/json; charset=utf-8")
 
 
 def error_response(status: int, message: str) -> Response:

@@ -17,7 +17,6 @@ flooding client is slowed by TCP backpressure instead.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping
@@ -45,8 +44,6 @@ CLOSE_RESTART = 1012
 #: Seconds a closing connection may take to send what was queued before it.
 FLUSH_TIMEOUT = 1.0
 
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-
 
 class WebsocketConnection:
     """One client connection: its identity and its bounded outgoing queue."""
@@ -70,7 +67,7 @@ class WebsocketConnection:
         self.client_info = dict(info)
 
     def send_notification(self, method: str, params: list[Any] | None = None) -> None:
-        self.send_text(_dumps(rpc.notification(method, params)))
+        self.send_text(rpc.dumps(rpc.notification(method, params)))
 
     # -- queue --
 
@@ -136,7 +133,7 @@ class WebsocketManager:
         """Send one notification to every client, encoding it once."""
         if not self._connections:
             return
-        text = _dumps(rpc.notification(method, params))
+        text = rpc.dumps(rpc.notification(method, params))
         for conn in list(self._connections.values()):
             conn.send_text(text)
 
@@ -246,7 +243,7 @@ class WebsocketManager:
     async def answer_entry(self, conn: WebsocketConnection, entry: rpc.Entry) -> str | None:
         """Run one request; return its encoded reply (None for a notification)."""
         if isinstance(entry, rpc.Invalid):
-            return None if entry.reply is None else _dumps(entry.reply)
+            return None if entry.reply is None else rpc.dumps(entry.reply)
         req_id = None if entry.is_notification else entry.id
         ep = self._registry.by_rpc(entry.method)
         if ep is None:
@@ -265,7 +262,7 @@ class WebsocketManager:
         if entry.is_notification:
             return None
         try:
-            return _dumps(reply)
+            return rpc.dumps(reply)
         except (TypeError, ValueError) as exc:
             log.error("result of %s cannot be encoded as JSON: %s", entry.method, exc)
-            return _dumps(rpc.error(req_id, 500, f"Internal error in {entry.method}: {exc}"))
+            return rpc.dumps(rpc.error(req_id, 500, f"Internal error in {entry.method}: {exc}"))
