@@ -189,3 +189,32 @@ async def test_arbitrary_frames_over_a_real_socket_leave_the_server_serving(
         await client.ws.send_message(b'{"jsonrpc":"2.0","method":"server.info","id":"b"}')
         assert (await client.reply("b"))["result"]["klippy_state"] == "disconnected"
         assert (await client.call("server.info"))["result"]["websocket_count"] == 1
+
+
+async def test_http_restart_rereads_config_and_keeps_the_old_one_if_broken(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "moonraker.conf"
+    config.write_text("[server]\nmax_websocket_connections: 5\n")
+    async with live_server(tmp_path, config) as live:
+        server = live.server
+        first = server.instance
+        assert first is not None
+        # a good change is picked up by the restart
+        config.write_text("[server]\nmax_websocket_connections: 7\n[update_manager]\n")
+        async with httpx.AsyncClient() as http:
+            reply = await http.post(f"{live.http}/server/restart")
+        assert reply.json() == {"result": "ok"}
+        with trio.fail_after(10):
+            second = await server.wait_serving(other_than=first)
+        assert second.config.server.max_websocket_connections == 7
+        assert second.warnings == ["[update_manager]: section not supported by trioprint, ignored"]
+        # a broken one is refused: the previous config stays, and server.info says why
+        config.write_text("[server]\nmax_websocket_connections: many\n")
+        second.request_restart()
+        with trio.fail_after(10):
+            third = await server.wait_serving(other_than=second)
+        assert third.config.server.max_websocket_connections == 7
+        async with rpc_client(f"ws://127.0.0.1:{third.bound[0][1]}/websocket") as client:
+            info = (await client.call("server.info"))["result"]
+        assert any("max_websocket_connections" in w for w in info["warnings"])
