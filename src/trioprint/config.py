@@ -1,151 +1,230 @@
-"""Configuration: a moonraker.conf-compatible INI file -> a tree of ``@attrs.frozen`` classes.
+"""Configuration: a moonraker.conf-compatible INI file read into ``@attrs.frozen`` classes.
 
-Reading is in two steps. :func:`read_sections` parses the file and its ``[include ...]`` files
-into raw strings per section and option (the INI dialect Moonraker reads: ``#`` and ``;``
-comments, inline comments after whitespace, indented continuation lines, sections merged across
-files with the later option winning, a section or option repeated within one file is an error).
-:func:`load_config` then structures the sections trioprint knows with cattrs; a bad value is a
-:class:`ConfigError` naming the file, the section, the option, the expected type and the value.
-Sections and options trioprint does not know are kept (``server.config`` shows them) and listed
-as warnings (``server.info`` shows those).
+The dialect is Moonraker's: ``#``/``;`` comment lines, inline comments after whitespace (``\\#``
+keeps a literal one), indented continuation lines, option names case-insensitive (stored in lower
+case), ``[include PATTERN]`` reading other files in place (globs, relative to the including file)
+and sections merged across files with the later option winning. A section or option repeated
+within one file is an error; so is a file read twice (include loops included).
 
-No I/O beyond reading the files; no Trio.
+:func:`load_config` types the sections trioprint knows with a cattrs converter; any problem is a
+one-line :class:`~trioprint.errors.ConfigError` naming the file, section, option, what was
+expected and the value. Everything read is kept as raw strings (``server.config`` shows it) and
+whatever trioprint ignores is listed in :attr:`Config.warnings`.
+
+Pure: reads files; no Trio, no logging.
 """
 
 from __future__ import annotations
 
+import configparser
+import ipaddress
+import os
 import re
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 import cattrs
+from cattrs.errors import AttributeValidationNote
 
 from .errors import ConfigError
+
+__all__ = [
+    "AuthorizationConfig",
+    "Config",
+    "ConfigError",
+    "DatabaseConfig",
+    "FileManagerConfig",
+    "HistoryConfig",
+    "ServerConfig",
+    "default_config_path",
+    "load_config",
+]
+
+_T = TypeVar("_T")
+
+
+class _BadValue(ValueError):
+    """A value that does not fit; ``option`` is set when an attrs validator raised it."""
+
+    def __init__(self, expected: str, option: str | None = None) -> None:
+        super().__init__(f"expected {expected}")
+        self.expected = expected
+        self.option = option
+
+
+_Validator = Callable[[Any, "attrs.Attribute[Any]", Any], None]
+
+
+def _between(low: int, high: int | None = None, what: str | None = None) -> _Validator:
+    expected = what or (
+        f"an integer from {low} to {high}" if high is not None else f"an integer of at least {low}"
+    )
+
+    def check(_: Any, attribute: attrs.Attribute[Any], value: int | None) -> None:
+        if value is not None and (value < low or (high is not None and value > high)):
+            raise _BadValue(expected, attribute.name)
+
+    return check
+
+
+def _one_of(*choices: str) -> _Validator:
+    expected = "one of " + ", ".join(repr(c) for c in choices)
+
+    def check(_: Any, attribute: attrs.Attribute[Any], value: str) -> None:
+        if value not in choices:
+            raise _BadValue(expected, attribute.name)
+
+    return check
+
+
+def _check_host(_: Any, attribute: attrs.Attribute[Any], value: str) -> None:
+    if not value or any(c.isspace() for c in value):
+        raise _BadValue("a host name or IP address, or 'all'", attribute.name)
+
+
+def _host(value: str) -> str:
+    return "0.0.0.0" if value.lower() == "all" else value
+
+
+def _path(value: str | None) -> str | None:
+    return None if value is None else os.path.expanduser(value)
+
+
+def _lower(value: str) -> str:
+    return value.lower()
+
 
 # --- the typed sections ---------------------------------------------------------------------
 
 
-def _host(value: str) -> str:
-    return "0.0.0.0" if value == "all" else value
-
-
 @attrs.frozen
 class ServerConfig:
-    host: str = attrs.field(default="127.0.0.1", converter=_host)
-    port: int = 7125
-    klippy_uds_address: str | None = None
-    max_upload_size: int = 1024  # MiB
-    max_websocket_connections: int = 50
-    enable_debug_logging: bool = False
+    """``[server]``."""
 
-    def __attrs_post_init__(self) -> None:
-        if not 0 <= self.port <= 65535:
-            raise _Invalid("a port number from 0 to 65535", str(self.port), "port")
-        if self.max_upload_size < 1:
-            raise _Invalid(
-                "a size in MiB of at least 1", str(self.max_upload_size), "max_upload_size"
-            )
-        if self.max_websocket_connections < 1:
-            raise _Invalid(
-                "a number of at least 1",
-                str(self.max_websocket_connections),
-                "max_websocket_connections",
-            )
+    host: str = attrs.field(default="127.0.0.1", converter=_host, validator=_check_host)
+    port: int = attrs.field(default=7125, validator=_between(0, 65535, "a port from 0 to 65535"))
+    klippy_uds_address: str | None = attrs.field(default=None, converter=_path)
+    max_upload_size: int = attrs.field(default=1024, validator=_between(1))  # MiB
+    max_websocket_connections: int = attrs.field(default=50, validator=_between(1))
+    enable_debug_logging: bool = False
 
 
 @attrs.frozen
 class AuthorizationConfig:
+    """``[authorization]``."""
+
     enable_api_key: bool = True
-    login_timeout: int = 90  # days
+    login_timeout: int = attrs.field(default=90, validator=_between(1))  # days
     force_logins: bool = False
     trusted_clients: tuple[str, ...] = ()
     cors_domains: tuple[str, ...] = ()
-    default_source: str = "moonraker"
-    max_login_attempts: int | None = None
+    default_source: str = attrs.field(
+        default="moonraker", converter=_lower, validator=_one_of("moonraker", "ldap")
+    )
+    max_login_attempts: int | None = attrs.field(default=None, validator=_between(1))
 
 
 @attrs.frozen
 class FileManagerConfig:
+    """``[file_manager]``; ``gcodes_path`` is trioprint's (Moonraker asks klippy)."""
+
     queue_gcode_uploads: bool = False
     enable_object_processing: bool = False
     check_klipper_config_path: bool = True
     enable_config_write_access: bool = True
-    config_path: str | None = None
-    log_path: str | None = None
-    gcodes_path: str | None = None  # trioprint: Moonraker learns it from klippy
+    config_path: str | None = attrs.field(default=None, converter=_path)
+    log_path: str | None = attrs.field(default=None, converter=_path)
+    gcodes_path: str | None = attrs.field(default=None, converter=_path)
 
 
 @attrs.frozen
 class DatabaseConfig:
-    database_path: str | None = None
+    """``[database]``."""
+
+    database_path: str | None = attrs.field(default=None, converter=_path)
     enable_database_debug: bool = False
 
 
 @attrs.frozen
 class HistoryConfig:
-    pass
+    """``[history]``: Moonraker 0.11 reads no options from it."""
 
 
-#: Sections trioprint structures, by name.
-SECTIONS: dict[str, type[Any]] = {
+#: Typed sections: name in the file == attribute of :class:`Config`.
+_TYPED: dict[str, type[Any]] = {
     "server": ServerConfig,
     "authorization": AuthorizationConfig,
     "file_manager": FileManagerConfig,
     "database": DatabaseConfig,
     "history": HistoryConfig,
 }
+_FIELDS = {name: frozenset(a.name for a in attrs.fields(cls)) for name, cls in _TYPED.items()}
 
-#: Section prefixes handled as groups (``[event_hook NAME]``), not warned about.
-PREFIXES = ("event_hook", "power")
+#: ``[PREFIX NAME]`` sections that components read themselves (``[include]`` is read here).
+_PREFIXES = ("event_hook", "power")
 
-#: Moonraker sections that need no options of trioprint's and are accepted silently.
-ACCEPTED = ("machine", "octoprint_compat", "announcements", "data_store", "secrets")
+#: Moonraker sections whose presence is fine: trioprint needs nothing from them.
+_TOLERATED = frozenset(
+    {
+        "machine",
+        "announcements",
+        "octoprint_compat",
+        "data_store",
+        "proc_stats",
+        "job_state",
+        "klippy_apis",
+        "extensions",
+        "dbus_manager",
+    }
+)
 
-_PATH_OPTIONS = ("config_path", "log_path", "gcodes_path", "database_path")
+_EMPTY: Mapping[str, Any] = types.MappingProxyType({})
 
 
 @attrs.frozen
 class Config:
+    """One reading of the configuration."""
+
     data_dir: Path
     source: Path | None = None
-    server: ServerConfig = ServerConfig()
-    authorization: AuthorizationConfig = AuthorizationConfig()
-    file_manager: FileManagerConfig = FileManagerConfig()
-    database: DatabaseConfig = DatabaseConfig()
-    history: HistoryConfig = HistoryConfig()
-    sections: Mapping[str, Mapping[str, str]] = attrs.field(factory=dict)
+    server: ServerConfig = attrs.field(factory=ServerConfig)
+    authorization: AuthorizationConfig = attrs.field(factory=AuthorizationConfig)
+    file_manager: FileManagerConfig = attrs.field(factory=FileManagerConfig)
+    database: DatabaseConfig = attrs.field(factory=DatabaseConfig)
+    history: HistoryConfig = attrs.field(factory=HistoryConfig)
+    sections: Mapping[str, Mapping[str, str]] = _EMPTY
     files: tuple[tuple[str, tuple[str, ...]], ...] = ()
     warnings: tuple[str, ...] = ()
 
     def section(self, name: str) -> Mapping[str, str]:
-        return self.sections.get(name, {})
+        """The raw options of section ``name`` (empty if absent)."""
+        return self.sections.get(name, _EMPTY)
 
     def sections_with_prefix(self, prefix: str) -> dict[str, Mapping[str, str]]:
         """``"event_hook"`` -> ``{"NAME": options}`` for every ``[event_hook NAME]``."""
-        found = {}
+        found: dict[str, Mapping[str, str]] = {}
         for name, options in self.sections.items():
-            first, _, rest = name.partition(" ")
-            if first == prefix and rest.strip():
-                found[rest.strip()] = options
+            parts = name.split(None, 1)
+            if len(parts) == 2 and parts[0] == prefix:
+                found[parts[1]] = options
         return found
 
     def parsed(self) -> dict[str, dict[str, Any]]:
-        """Every section for ``server.config``: known ones typed, the rest as read."""
+        """``server.config``'s ``config``: typed sections as JSON values, the rest raw."""
         result: dict[str, dict[str, Any]] = {}
-        for name in SECTIONS:
-            value = attrs.asdict(getattr(self, name))
-            result[name] = {k: list(v) if isinstance(v, tuple) else v for k, v in value.items()}
+        for name in _TYPED:
+            values = attrs.asdict(getattr(self, name))
+            result[name] = {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
         for name, options in self.sections.items():
-            if name not in result:
-                result[name] = dict(options)
+            result.setdefault(name, dict(options))
         return result
 
     def with_overrides(self, *, host: str | None = None, port: int | None = None) -> Config:
-        """The command line's ``--host``/``--port`` win over the file."""
+        """This configuration with the command line's ``--host``/``--port`` winning."""
         changes: dict[str, Any] = {}
         if host is not None:
             changes["host"] = host
@@ -153,44 +232,68 @@ class Config:
             changes["port"] = port
         if not changes:
             return self
-        return attrs.evolve(self, server=attrs.evolve(self.server, **changes))
+        try:
+            server = attrs.evolve(self.server, **changes)
+        except _BadValue as exc:
+            option = exc.option or next(iter(changes))
+            raise ConfigError(
+                f"command line: --{option}: expected {exc.expected}, got {changes[option]!r}"
+            ) from None
+        return attrs.evolve(self, server=server)
 
 
-# --- reading the INI dialect ----------------------------------------------------------------
+# --- reading the files ----------------------------------------------------------------------
 
-_SECTION_RE = re.compile(r"^\[([^\]]+)\]\s*$")
-_OPTION_RE = re.compile(r"^([^:=\s][^:=]*?)\s*[:=]\s*(.*)$")
-_INLINE_COMMENT_RE = re.compile(r"\s+[#;]")
+_SECTION_RE = re.compile(r"\[([^\]]+)\](.*)")
+_INLINE_COMMENT_RE = re.compile(r" +[#;]")
+_ESCAPED_COMMENT_RE = re.compile(r" \\([#;])")
 
 
 @attrs.define
-class _Reader:
-    sections: dict[str, dict[str, str]] = attrs.field(factory=dict)
-    origins: dict[tuple[str, str], Path] = attrs.field(factory=dict)
-    files: list[tuple[Path, list[str]]] = attrs.field(factory=list)
-    visiting: list[Path] = attrs.field(factory=list)
+class _Chunk:
+    """The lines of one section header in one file, with their line numbers."""
 
-    def read(self, path: Path) -> None:
-        resolved = path.resolve()
-        if resolved in self.visiting:
-            raise ConfigError(f"{path}: include loop: {resolved} includes itself")
+    name: str
+    path: Path
+    lines: list[str] = attrs.Factory(list)
+    numbers: list[int] = attrs.Factory(list)
+
+
+class _Reader:
+    def __init__(self) -> None:
+        self.sections: dict[str, dict[str, str]] = {}
+        self.origins: dict[tuple[str, str], Path] = {}
+        self.files: list[tuple[Path, list[str]]] = []
+        self.warnings: list[str] = []
+        self._seen: dict[tuple[int, int], Path] = {}
+        self._stack: list[Path] = []
+
+    def read(self, path: Path, via: str | None = None) -> None:
         try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            raise ConfigError(f"cannot read config file {path}: {reason}") from None
-        self.visiting.append(resolved)
+            stat = path.stat()
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+        key = (stat.st_dev, stat.st_ino)
+        first = self._seen.get(key)
+        if first is not None:
+            if first in self._stack:
+                chain = [*self._stack[self._stack.index(first) :], path]
+                raise ConfigError(f"{via}: include loop: {' -> '.join(map(str, chain))}")
+            raise ConfigError(f"{via}: {path} is already read; a file can be included once")
+        self._seen[key] = path
+        text = _read_text(path)
+        self._stack.append(path)
         try:
             self._parse(path, text)
         finally:
-            self.visiting.pop()
+            self._stack.pop()
 
     def _parse(self, path: Path, text: str) -> None:
-        file_sections: list[str] = []
-        self.files.append((path, file_sections))
-        seen_options: set[tuple[str, str]] = set()
-        section: str | None = None
-        option: str | None = None
+        names: list[str] = []
+        self.files.append((path, names))
+        first_seen: dict[str, int] = {}
+        chunk: _Chunk | None = None
+        after_include: str | None = None
         option_indent = -1
         for number, raw in enumerate(text.splitlines(), start=1):
             stripped = raw.strip()
@@ -200,175 +303,261 @@ class _Reader:
             comment = _INLINE_COMMENT_RE.search(line)
             if comment is not None:
                 line = line[: comment.start()]
-            line = re.sub(r" \\([#;])", r" \1", line)
+            line = _ESCAPED_COMMENT_RE.sub(r" \1", line)
             indent = len(line) - len(line.lstrip())
-            if option is not None and section is not None and indent > option_indent:
-                previous = self.sections[section][option]
-                addition = line.strip()
-                self.sections[section][option] = f"{previous}\n{addition}" if previous else addition
+            if chunk is not None and option_indent != -1 and indent > option_indent:
+                chunk.lines.append(line)
+                chunk.numbers.append(number)
                 continue
-            match = _SECTION_RE.match(line.strip())
-            if match is not None:
-                name = match.group(1).strip()
-                option = None
-                if name.startswith("include "):
-                    self._include(path, name, number)
-                    section = None
-                    continue
-                if name in file_sections:
-                    raise ConfigError(f"{path}:{number}: section [{name}] appears twice")
-                file_sections.append(name)
-                self.sections.setdefault(name, {})
-                section = name
+            if not line.lstrip().startswith("["):
+                if chunk is None:
+                    where = f"after [{after_include}]" if after_include else "before any [section]"
+                    raise ConfigError(
+                        f"{path}:{number}: {stripped!r} is outside a section ({where})"
+                    )
+                option_indent = indent
+                chunk.lines.append(line)
+                chunk.numbers.append(number)
                 continue
-            match = _OPTION_RE.match(line.strip())
-            if match is None:
-                raise ConfigError(f"{path}:{number}: cannot parse line {stripped!r}")
-            if section is None:
-                raise ConfigError(f"{path}:{number}: option before any [section]: {stripped!r}")
-            option = match.group(1).strip()
-            if (section, option) in seen_options:
-                raise ConfigError(f"{path}:{number}: [{section}] {option} is set twice")
-            seen_options.add((section, option))
-            option_indent = indent
-            self.sections[section][option] = match.group(2).strip()
-            self.origins[(section, option)] = path
+            self._flush(chunk)
+            chunk, option_indent = None, -1
+            match = _SECTION_RE.fullmatch(line.strip())
+            name = match.group(1).strip() if match is not None else ""
+            if match is None or not name:
+                raise ConfigError(f"{path}:{number}: bad section header {stripped!r}")
+            if match.group(2).strip():
+                self.warnings.append(
+                    f"{path}:{number}: text after [{name}] ignored: {match.group(2).strip()!r}"
+                )
+            if name.split()[0] == "include":
+                self._include(path, number, name)
+                after_include = name
+                continue
+            if name in first_seen:
+                raise ConfigError(
+                    f"{path}:{number}: section [{name}] appears twice in this file"
+                    f" (first at line {first_seen[name]})"
+                )
+            first_seen[name] = number
+            names.append(name)
+            chunk = _Chunk(name, path)
+            self.sections.setdefault(name, {})
+            after_include = None
+        self._flush(chunk)
 
-    def _include(self, path: Path, name: str, number: int) -> None:
-        pattern = name[len("include ") :].strip()
+    def _flush(self, chunk: _Chunk | None) -> None:
+        """Parse one section's lines with configparser and merge them (later options win)."""
+        if chunk is None or not chunk.lines:
+            return
+        parser = configparser.ConfigParser(
+            interpolation=None, strict=True, comment_prefixes=(), inline_comment_prefixes=None
+        )
+
+        def at(index: int) -> str:
+            return f"{chunk.path}:{chunk.numbers[index]}: [{chunk.name}]"
+
+        try:
+            parser.read_string("[s]\n" + "\n".join(chunk.lines), source=str(chunk.path))
+        except configparser.DuplicateOptionError as exc:
+            raise ConfigError(
+                f"{at((exc.lineno or 2) - 2)} {exc.option}: set twice in this section"
+            ) from None
+        except configparser.ParsingError as exc:
+            index = exc.errors[0][0] - 2
+            raise ConfigError(
+                f"{at(index)} expected 'option: value', got {chunk.lines[index].strip()!r}"
+            ) from None
+        except configparser.Error as exc:  # not expected: header lines never reach the parser
+            message = " ".join(str(exc).split())
+            raise ConfigError(f"{at(0)} {message}") from None
+        merged = self.sections[chunk.name]
+        for option, value in parser.items("s", raw=True):
+            merged[option] = value
+            self.origins[(chunk.name, option)] = chunk.path
+
+    def _include(self, path: Path, number: int, name: str) -> None:
+        where = f"{path}:{number}: [{name}]"
+        pattern = name[len("include") :].strip()
         if not pattern:
-            raise ConfigError(f"{path}:{number}: [include] needs a file name or pattern")
-        target = Path(pattern).expanduser()
-        base = target.parent if target.is_absolute() else path.parent / target.parent
-        matches = sorted(p for p in base.glob(target.name) if p.is_file())
+            raise ConfigError(f"{where}: needs a file name or glob pattern")
+        target = Path(os.path.expanduser(pattern))
+        base = Path(target.anchor) if target.is_absolute() else path.parent
+        relative = str(target.relative_to(target.anchor)) if target.is_absolute() else str(target)
+        try:
+            matches = sorted(p for p in base.glob(relative) if p.is_file())
+        except (OSError, ValueError, LookupError, NotImplementedError) as exc:
+            raise ConfigError(f"{where}: unusable pattern: {exc}") from None
         if not matches:
-            raise ConfigError(f"{path}:{number}: no file matches [include {pattern}]")
+            raise ConfigError(f"{where}: no file matches")
         for match in matches:
-            self.read(match)
+            self.read(match, via=where)
 
 
-def read_sections(path: Path) -> _Reader:
-    """Raw sections of ``path`` and its includes, where each option was set, and which file
-    holds which sections."""
-    reader = _Reader()
-    reader.read(path)
-    return reader
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        reason = f"not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start})"
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+    raise ConfigError(f"cannot read config file {path}: {reason}")
 
 
 # --- typed conversion -----------------------------------------------------------------------
 
-
-class _Invalid(Exception):
-    def __init__(self, expected: str, value: str, option: str | None = None) -> None:
-        super().__init__(expected)
-        self.expected = expected
-        self.value = value
-        self.option = option
-
-
-_TRUE = ("true", "yes", "on", "1")
-_FALSE = ("false", "no", "off", "0")
+_BOOLEANS = {
+    **dict.fromkeys(("1", "yes", "true", "on"), True),
+    **dict.fromkeys(("0", "no", "false", "off"), False),
+}
 
 
 def _to_bool(value: str, _: Any) -> bool:
-    lowered = value.strip().lower()
-    if lowered in _TRUE:
-        return True
-    if lowered in _FALSE:
-        return False
-    raise _Invalid("a boolean (true/false)", value)
+    try:
+        return _BOOLEANS[value.strip().lower()]
+    except KeyError:
+        raise _BadValue("a boolean (true/false, yes/no, on/off, 1/0)") from None
 
 
 def _to_int(value: str, _: Any) -> int:
     try:
-        return int(value.strip())
+        return int(value)
     except ValueError:
-        raise _Invalid("an integer", value) from None
+        raise _BadValue("an integer") from None
 
 
 def _to_float(value: str, _: Any) -> float:
     try:
-        return float(value.strip())
+        return float(value)
     except ValueError:
-        raise _Invalid("a number", value) from None
+        raise _BadValue("a number") from None
 
 
-def _to_list(value: str, _: Any) -> tuple[str, ...]:
-    parts = value.splitlines() if "\n" in value else value.split(",")
-    return tuple(p.strip() for p in parts if p.strip())
+def _to_str(value: str, _: Any) -> str:
+    return value.strip()
 
 
-def _optional(value: str, tp: Any) -> Any:
-    if value.strip() == "":
-        return None
-    (inner,) = [a for a in typing.get_args(tp) if a is not type(None)]
-    return _CONVERTER.structure(value, inner)
+def _to_tuple(value: str, _: Any) -> tuple[str, ...]:
+    """One item per line and per comma; empty items dropped."""
+    items = (item.strip() for line in value.splitlines() for item in line.split(","))
+    return tuple(item for item in items if item)
 
 
-def _is_optional(tp: Any) -> bool:
-    return typing.get_origin(tp) in (typing.Union, types.UnionType) and type(
+def _is_optional(type_: Any) -> bool:
+    return typing.get_origin(type_) in (typing.Union, types.UnionType) and type(
         None
-    ) in typing.get_args(tp)
+    ) in typing.get_args(type_)
 
 
 def _make_converter() -> cattrs.Converter:
-    conv = cattrs.Converter(forbid_extra_keys=False, detailed_validation=True)
-    conv.register_structure_hook(bool, _to_bool)
-    conv.register_structure_hook(int, _to_int)
-    conv.register_structure_hook(float, _to_float)
-    conv.register_structure_hook(str, lambda v, _: v)
-    conv.register_structure_hook_func(lambda tp: tp == tuple[str, ...], _to_list)
-    conv.register_structure_hook_func(_is_optional, _optional)
-    return conv
+    converter = cattrs.Converter(detailed_validation=True)
+
+    def to_optional(value: str, type_: Any) -> Any:
+        if not value.strip():
+            return None
+        (inner,) = (a for a in typing.get_args(type_) if a is not type(None))
+        return converter.structure(value, inner)
+
+    converter.register_structure_hook(bool, _to_bool)
+    converter.register_structure_hook(int, _to_int)
+    converter.register_structure_hook(float, _to_float)
+    converter.register_structure_hook(str, _to_str)
+    converter.register_structure_hook_func(lambda t: t == tuple[str, ...], _to_tuple)
+    converter.register_structure_hook_func(_is_optional, to_optional)
+    return converter
 
 
 _CONVERTER = _make_converter()
 
-_TYPE_WORDS = {bool: "a boolean (true/false)", int: "an integer", float: "a number", str: "text"}
-
-
-def _first_problem(exc: BaseException) -> tuple[str | None, _Invalid | None]:
-    """The option and the problem of the first error in a cattrs error tree."""
-    if isinstance(exc, _Invalid):
-        return exc.option, exc
-    if isinstance(exc, cattrs.BaseValidationError):
-        for sub in exc.exceptions:
-            option, problem = _first_problem(sub)
-            for note in getattr(sub, "__notes__", []):
-                m = re.search(r"@ attribute (\w+)", str(note))
-                if m and option is None:
-                    option = m.group(1)
-            if problem is not None:
-                return option, problem
-    return None, None
-
 
 def _structure(
-    cls: type[Any], name: str, options: Mapping[str, str], origins: Mapping[tuple[str, str], Path]
-) -> Any:
-    known = {a.name for a in attrs.fields(cls)}
-    values: dict[str, Any] = {k: v for k, v in options.items() if k in known}
-    for key in _PATH_OPTIONS:
-        if isinstance(values.get(key), str) and values[key].strip():
-            values[key] = str(Path(values[key].strip()).expanduser())
-    first_file = next(iter(origins.values()))
+    cls: type[_T], options: Mapping[str, str], where: Mapping[str, tuple[Path, str]]
+) -> _T:
+    """``cls`` from raw options; ``where[option]`` is (file, section) for the message."""
     try:
-        return _CONVERTER.structure(values, cls)
-    except Exception as exc:  # a cattrs error tree, or _Invalid from a section's own checks
-        option, problem = _first_problem(exc)
-        if problem is None:
-            raise ConfigError(f"{first_file}: [{name}]: {exc}") from None
-    where = origins.get((name, option or ""), first_file)
-    raise ConfigError(
-        f"{where}: [{name}] {option}: expected {problem.expected}, got {problem.value!r}"
-    )
+        return _CONVERTER.structure(dict(options), cls)
+    except cattrs.ClassValidationError as exc:
+        problems: list[tuple[str, str]] = []
+        for sub in exc.exceptions:
+            if not isinstance(sub, _BadValue):
+                raise
+            notes = getattr(sub, "__notes__", [])
+            names = [n.name for n in notes if isinstance(n, AttributeValidationNote)]
+            option = sub.option or (names[0] if names else None)
+            if option is None or option not in options:
+                raise
+            problems.append((option, sub.expected))
+    order = list(options)
+    option, expected = min(problems, key=lambda p: order.index(p[0]))
+    file, section = where[option]
+    raise ConfigError(f"{file}: [{section}] {option}: expected {expected}, got {options[option]!r}")
+
+
+# --- checks Moonraker makes with warnings -----------------------------------------------------
+
+_LABEL_RE = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
+_TLD_WILDCARD_RE = re.compile(r".\.[^:]*\*")
+
+
+def _is_hostname(value: str) -> bool:
+    labels = value.lower().removesuffix(".").split(".")
+    return all(_LABEL_RE.fullmatch(label) for label in labels) and not labels[-1].isdigit()
+
+
+def _trusted_client_problem(entry: str) -> str | None:
+    try:
+        ipaddress.ip_address(entry)
+        return None
+    except ValueError:
+        pass
+    try:
+        ipaddress.ip_network(entry)
+        return None
+    except ValueError as exc:
+        if "/" in entry:
+            return f"not a valid CIDR range ({exc})"
+    return None if _is_hostname(entry) else "not an IP address, a CIDR range or a host name"
+
+
+def _cors_domain_problem(domain: str) -> str | None:
+    if domain.endswith("/"):
+        return "an origin cannot end with '/'"
+    if _TLD_WILDCARD_RE.search(domain):
+        return "wildcards are not allowed in the top-level domain"
+    return None
+
+
+def _checked(
+    section: str, option: str, items: tuple[str, ...], problem: Callable[[str], str | None]
+) -> tuple[tuple[str, ...], list[str]]:
+    kept: list[str] = []
+    warnings: list[str] = []
+    for item in items:
+        why = problem(item)
+        if why is None:
+            kept.append(item)
+        else:
+            warnings.append(f"[{section}] {option}: {item!r} ignored: {why}")
+    return tuple(kept), warnings
+
+
+def _section_warning(name: str) -> str | None:
+    kind = name.split()[0]
+    if kind in _PREFIXES:
+        return None if kind != name else f"[{name}]: needs a name, like [{name} NAME]; ignored"
+    if name in _TOLERATED:
+        return None
+    message = f"[{name}]: section not supported by trioprint, ignored"
+    lowered = name.lower()
+    if lowered != name and (lowered in _TYPED or lowered in _TOLERATED):
+        message += f" (section names are case-sensitive: [{lowered}]?)"
+    return message
 
 
 # --- loading --------------------------------------------------------------------------------
 
 
 def default_config_path(data_dir: Path) -> Path | None:
-    """``<data>/config/trioprint.conf``, else ``<data>/config/moonraker.conf``, else None."""
+    """``<data_dir>/config/trioprint.conf``, else ``.../moonraker.conf``, else None."""
     for name in ("trioprint.conf", "moonraker.conf"):
         candidate = data_dir / "config" / name
         if candidate.is_file():
@@ -377,43 +566,84 @@ def default_config_path(data_dir: Path) -> Path | None:
 
 
 def load_config(path: Path | None, data_dir: Path) -> Config:
-    """The configuration from ``path`` (built-in defaults when None). Raises ConfigError."""
+    """The configuration in ``path`` and its includes (defaults when None). Raises ConfigError."""
     if path is None:
         return Config(data_dir=data_dir)
-    reader = read_sections(path)
-    raw, files = reader.sections, reader.files
+    main = path.expanduser().absolute()
+    reader = _Reader()
+    reader.read(main)
+    raw = reader.sections
+    warnings = list(reader.warnings)
+
+    # Like Moonraker, a core section that is absent is read from [server] instead.
+    moved: dict[str, str] = {}
     typed: dict[str, Any] = {}
-    warnings: list[str] = []
+    for name, cls in _TYPED.items():
+        home = name if name in raw or name == "server" else "server"
+        options = {k: v for k, v in raw.get(home, {}).items() if k in _FIELDS[name]}
+        if home != name:
+            moved.update(dict.fromkeys(options, name))
+        where = {k: (reader.origins[(home, k)], home) for k in options}
+        typed[name] = _structure(cls, options, where)
+
     for name, options in raw.items():
-        cls = SECTIONS.get(name)
-        if cls is not None:
-            origins = {k: v for k, v in reader.origins.items() if k[0] == name} or {
-                (name, ""): path
-            }
-            typed[name] = _structure(cls, name, options, origins)
-            known = {a.name for a in attrs.fields(cls)}
-            warnings.extend(
-                f"[{name}] {option}: unknown option, ignored"
-                for option in options
-                if option not in known
-            )
-        elif name.partition(" ")[0] in PREFIXES or name in ACCEPTED:
+        if name not in _TYPED:
+            section_warning = _section_warning(name)
+            if section_warning is not None:
+                warnings.append(section_warning)
             continue
-        else:
-            warnings.append(f"[{name}]: section not supported by trioprint, ignored")
-    base = path.resolve().parent
-    file_list = []
-    for file, sections in files:
-        try:
-            shown = str(file.resolve().relative_to(base))
-        except ValueError:
-            shown = str(file)
-        file_list.append((shown, tuple(sections)))
+        for option in options:
+            if option in _FIELDS[name]:
+                continue
+            if name == "server" and option in moved:
+                warnings.append(
+                    f"[server] {option}: belongs in [{moved[option]}]; read from [server] for"
+                    " now, please move it"
+                )
+                continue
+            owner = next((s for s, fields in _FIELDS.items() if option in fields), None)
+            if owner is not None:
+                warnings.append(f"[{name}] {option}: belongs in [{owner}], ignored")
+            else:
+                warnings.append(f"[{name}] {option}: unknown option, ignored")
+
+    auth: AuthorizationConfig = typed["authorization"]
+    clients, problems = _checked(
+        "authorization", "trusted_clients", auth.trusted_clients, _trusted_client_problem
+    )
+    warnings.extend(problems)
+    domains, problems = _checked(
+        "authorization", "cors_domains", auth.cors_domains, _cors_domain_problem
+    )
+    warnings.extend(problems)
+    typed["authorization"] = attrs.evolve(auth, trusted_clients=clients, cors_domains=domains)
+    if auth.default_source == "ldap":
+        warnings.append(
+            "[authorization] default_source: LDAP logins are not supported by trioprint"
+        )
+    uds = typed["server"].klippy_uds_address
+    if uds is not None and ("{{" in uds or "{%" in uds):
+        warnings.append(
+            "[server] klippy_uds_address: templates are not supported, the value is used as written"
+        )
+
     return Config(
         data_dir=data_dir,
-        source=path,
-        sections=raw,
-        files=tuple(file_list),
+        source=main,
+        sections=types.MappingProxyType(
+            {name: types.MappingProxyType(options) for name, options in raw.items()}
+        ),
+        files=tuple((_shown(file, main), tuple(names)) for file, names in reader.files),
         warnings=tuple(warnings),
         **typed,
     )
+
+
+def _shown(file: Path, main: Path) -> str:
+    """``file`` relative to the main file's folder when it is inside it, else absolute."""
+    for inner, outer in ((file.resolve(), main.resolve().parent), (file, main.parent)):
+        try:
+            return str(inner.relative_to(outer))
+        except ValueError:
+            continue
+    return str(file)
