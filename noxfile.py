@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import nox
 
 nox.options.sessions = ["tests", "lint", "typecheck"]
@@ -40,3 +43,19 @@ def fuzz(session: nox.Session) -> None:
     session.run(
         "pytest", "-m", "not slow", "-q", *session.posargs, env={"HYPOTHESIS_PROFILE": "fuzz"}
     )
+
+
+MOONRAKER = "moonraker==0.11.0"
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """Benchmarks side by side with Moonraker 0.11 (figures, not a test)."""
+    session.install("-e", ".", "h11", "wsproto")
+    # Moonraker gets a venv of its own (cached beside the session's), never trioprint's.
+    peer = Path(session.virtualenv.location).parent / "moonraker-0.11"
+    moonraker = peer / "bin" / "moonraker"
+    if not moonraker.exists():
+        session.run(sys.executable, "-m", "venv", str(peer), external=True)
+        session.run(str(peer / "bin" / "pip"), "install", "-q", MOONRAKER, external=True)
+    session.run("python", "bench/bench_api.py", "--moonraker-bin", str(moonraker), *session.posargs)
