@@ -21,8 +21,14 @@ def served_rows() -> set[tuple[str | None, str | None]]:
         if len(cells) < 3 or cells[2] != "yes":
             continue
         rpc = re.fullmatch(r"`([^`]+)`", cells[0])
-        http = re.fullmatch(r"`([A-Z]+ /[^`]*)`", cells[1])
-        rows.add((rpc.group(1) if rpc else None, http.group(1) if http else None))
+        name = rpc.group(1) if rpc else None
+        # `GET, POST /path`: one endpoint served with several verbs under one name
+        http = re.fullmatch(r"`([A-Z]+(?:, [A-Z]+)*) (/[^`]*)`", cells[1])
+        if http is None:
+            rows.add((name, None))
+            continue
+        for verb in http.group(1).split(", "):
+            rows.add((name, f"{verb} {http.group(2)}"))
     return rows
 
 

@@ -18,6 +18,7 @@ file read again.
 
 from __future__ import annotations
 
+import functools
 import logging
 import signal
 from collections.abc import Callable
@@ -31,12 +32,16 @@ from hypercorn.trio.run import worker_serve
 from hypercorn.utils import wrap_app
 
 from .bus import Bus
+from .components.data_store import DataStore
+from .components.klippy import Klippy
 from .components.machine import Machine
+from .components.printer import Printer
 from .components.server import ServerCore
 from .config import Config, default_config_path, load_config
 from .errors import ConfigError, StartupError
 from .registry import Registry
 from .transport.http import Router, create_http_app
+from .transport.klippy import open_unix
 from .transport.websocket import CLOSE_GOING_AWAY, CLOSE_RESTART, WebsocketManager
 
 log = logging.getLogger(__name__)
@@ -70,11 +75,19 @@ class Instance:
             self.bus,
             max_connections=config.server.max_websocket_connections,
         )
-        self.klippy_connected = False
-        self.klippy_state = "disconnected"
         self.restart_requested = False
         self._stop = trio.Event()
-        self.components: list[Any] = [ServerCore(self), Machine(self)]
+        address = klippy_address(config)
+        self.klippy = Klippy(
+            self.bus, self.websockets, functools.partial(open_unix, address), address=address
+        )
+        self.components: list[Any] = [
+            ServerCore(self),
+            Machine(self),
+            self.klippy,
+            Printer(self.klippy),
+            DataStore(self.klippy),
+        ]
         for component in self.components:
             self.registry.add_component(component)
         self.http_app = create_http_app(
@@ -83,6 +96,14 @@ class Instance:
             max_body_size=config.server.max_upload_size * 1024 * 1024,
         )
         self.bound: list[tuple[str, int]] = []
+
+    @property
+    def klippy_connected(self) -> bool:
+        return self.klippy.connected
+
+    @property
+    def klippy_state(self) -> str:
+        return self.klippy.state
 
     def component_names(self) -> list[str]:
         return ["application", "websockets", *(c.name for c in self.components)]
@@ -169,6 +190,11 @@ async def _serve_http(
     finally:
         for sock in sockets.insecure_sockets:
             sock.close()
+
+
+def klippy_address(config: Config) -> str:
+    """``[server] klippy_uds_address``, else Moonraker's default ``<data>/comms/klippy.sock``."""
+    return config.server.klippy_uds_address or str(config.data_dir / "comms" / "klippy.sock")
 
 
 def read_config(options: Options) -> Config:

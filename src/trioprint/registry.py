@@ -117,7 +117,8 @@ def endpoint(
     """Declare a method handler: path, HTTP verbs, params class, transports and auth.
 
     ``rpc`` overrides the derived JSON-RPC name (only needed where Moonraker's own name does
-    not follow its rule).
+    not follow its rule); with several verbs, every verb is served under that one name, as
+    Moonraker does for the endpoints it forwards to klippy (GET and POST alike).
     """
     if not verbs:
         verbs = ("GET",)
@@ -293,7 +294,15 @@ def _describe(exc: BaseException, path: str) -> Iterator[str]:
 
 
 def structure_params(raw: Mapping[str, Any], cls: type[P]) -> P:
-    """Build the typed params of a call from its raw arguments, or raise a 400 ApiError."""
+    """Build the typed params of a call from its raw arguments, or raise a 400 ApiError.
+
+    A params class with a ``from_args(raw)`` classmethod builds itself (for arguments that are
+    not a fixed set of names, such as ``printer.objects.query``'s object names on HTTP).
+    """
+    from_args = getattr(cls, "from_args", None)
+    if from_args is not None:
+        built: P = from_args(raw)
+        return built
     try:
         return _PARAMS.structure(raw, cls)
     except Exception as exc:  # cattrs raises a tree of errors; flatten it into one message
@@ -326,15 +335,14 @@ class Registry:
             raise ValueError(f"endpoint {path} is declared twice")
         names = rpc_names_for(path, verbs)
         if rpc is not None:
-            if len(verbs) != 1:
-                raise ValueError(f"an explicit rpc name needs exactly one verb ({path})")
-            names = {verbs[0]: rpc}
+            # One name for every verb (Moonraker's klippy endpoints take GET and POST alike).
+            names = dict.fromkeys(verbs, rpc)
         routes: dict[str, Endpoint] = {}
         for verb in verbs:
             rpc_name = names[verb] if transports & Transport.WEBSOCKET else None
             ep = Endpoint(path, verb, handler, params, transports, auth, rpc_name)
             routes[verb] = ep
-            if rpc_name is not None:
+            if rpc_name is not None and not (rpc is not None and verb != verbs[0]):
                 if rpc_name in self._by_rpc:
                     raise ValueError(f"JSON-RPC method {rpc_name} is declared twice")
                 self._by_rpc[rpc_name] = ep

@@ -103,7 +103,7 @@ class KlippyConnection:
         """Stop waiting for ``req_id`` (its caller gave up); a late answer is then dropped."""
         self._pending.discard(req_id)
 
-    def receive_data(self, data: bytes) -> None:
+    def receive_data(self, data: bytes | bytearray) -> None:
         """Add received bytes. ``b""`` is not end of stream here: the transport handles EOF."""
         self._check_usable()
         self._buffer += data

@@ -28,6 +28,7 @@ from .. import rpc
 from ..bus import Bus, Notify
 from ..errors import ApiError
 from ..registry import Registry, Transport
+from .outbox import Outbox
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,10 @@ class WebsocketConnection:
         self.connection_id: int = random.getrandbits(47) | (1 << 46)
         self.remote = remote
         self.client_info: Mapping[str, Any] | None = None
-        self._send, self._receive = trio.open_memory_channel[str](queue_size)
+        #: Asked for one frame whenever the queue is empty (the status fan-out's coalesced
+        #: ``notify_status_update``); see :meth:`wake`.
+        self.idle_source: Callable[[], str | None] | None = None
+        self._outbox: Outbox[str] = Outbox(queue_size, idle=self._idle_frame)
         self._scope: trio.CancelScope | None = None
         self.close_code = CLOSE_GOING_AWAY
         self.close_reason = ""
@@ -73,12 +77,15 @@ class WebsocketConnection:
 
     def send_text(self, text: str) -> None:
         """Queue a frame; a full queue disconnects this client (never blocks the caller)."""
-        try:
-            self._send.send_nowait(text)
-        except trio.WouldBlock:
+        if not self._outbox.put(text) and not self._outbox.closed:
             self.close(CLOSE_POLICY, "outgoing queue full: client too slow")
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            pass
+
+    def wake(self) -> None:
+        """The idle source has a frame: the writer asks for it once the queue is empty."""
+        self._outbox.wake()
+
+    def _idle_frame(self) -> str | None:
+        return None if self.idle_source is None else self.idle_source()
 
     def close(self, code: int, reason: str, *, flush: bool = False) -> None:
         """Disconnect this client (safe to call from any task, any number of times).
@@ -93,7 +100,7 @@ class WebsocketConnection:
                 "websocket %d (%s): disconnecting: %s", self.connection_id, self.remote, reason
             )
         if flush:
-            self._send.close()  # the writer sends what is queued, then ends the connection
+            self._outbox.close()  # the writer sends what is queued, then ends the connection
             self._scope.deadline = min(self._scope.deadline, trio.current_time() + FLUSH_TIMEOUT)
         else:
             self._scope.cancel()
@@ -118,6 +125,7 @@ class WebsocketManager:
         self._max_in_flight = max_in_flight
         self._connections: dict[int, WebsocketConnection] = {}
         self._closing = False
+        self._close_listeners: list[Callable[[WebsocketConnection], None]] = []
 
     @property
     def count(self) -> int:
@@ -128,6 +136,10 @@ class WebsocketManager:
 
     def get(self, connection_id: int) -> WebsocketConnection | None:
         return self._connections.get(connection_id)
+
+    def add_close_listener(self, listener: Callable[[WebsocketConnection], None]) -> None:
+        """Call ``listener(connection)`` when any connection ends (it must not block)."""
+        self._close_listeners.append(listener)
 
     def broadcast(self, method: str, params: list[Any] | None = None) -> None:
         """Send one notification to every client, encoding it once."""
@@ -178,6 +190,12 @@ class WebsocketManager:
                 nursery.cancel_scope.cancel()
         finally:
             del self._connections[conn.connection_id]
+            conn.idle_source = None
+            for listener in self._close_listeners:
+                try:
+                    listener(conn)
+                except Exception:
+                    log.exception("websocket close listener failed")
             log.debug("websocket %d closed", conn.connection_id)
         if conn.close_reason:
             with trio.move_on_after(FLUSH_TIMEOUT) as cleanup:
@@ -193,7 +211,7 @@ class WebsocketManager:
                     )
 
     async def _writer(self, conn: WebsocketConnection, send: Send) -> None:
-        async for text in conn._receive:
+        while (text := await conn._outbox.get()) is not None:
             await send({"type": "websocket.send", "text": text})
         # the queue was closed (close with flush) and everything in it is sent
         if conn._scope is not None:
