@@ -13,9 +13,11 @@ from trioprint.domain.klippy import (
     ETX,
     NEED_DATA,
     KlippyConnection,
+    KlippyServerConnection,
     LocalProtocolError,
     Notification,
     RemoteProtocolError,
+    Request,
     Response,
     encode,
 )
@@ -165,3 +167,65 @@ def test_arbitrary_bytes_only_ever_raise_remote_protocol_error(
             events(conn)
     except RemoteProtocolError:
         pass
+
+
+# --- the server side ------------------------------------------------------------------------
+
+
+def server_events(conn: KlippyServerConnection) -> list[Request]:
+    out: list[Request] = []
+    while (event := conn.next_event()) is not NEED_DATA:
+        assert isinstance(event, Request)
+        out.append(event)
+    return out
+
+
+def test_server_side_parses_requests_and_encodes_answers() -> None:
+    server = KlippyServerConnection()
+    client = KlippyConnection()
+    req_id, data = client.send_request("objects/query", {"objects": {"toolhead": None}})
+    server.receive_data(data + b'{"method":"gcode/script","params":{"script":"M115"}}\x03')
+    first, second = server_events(server)
+    assert first == Request(req_id, "objects/query", {"objects": {"toolhead": None}})
+    assert second == Request(None, "gcode/script", {"script": "M115"})  # no id: no answer owed
+    client.receive_data(KlippyServerConnection.respond(req_id, {"eventtime": 1.0, "status": {}}))
+    client.receive_data(KlippyServerConnection.notify("process_gcode_response", {"response": "ok"}))
+    assert events(client) == [
+        Response(req_id, result={"eventtime": 1.0, "status": {}}),
+        Notification("process_gcode_response", {"response": "ok"}),
+    ]
+    _, data = client.send_request("no/such")
+    (bad,) = (server.receive_data(data), server_events(server))[1]
+    client.receive_data(KlippyServerConnection.error(bad.id, "webhooks: No registered callback"))
+    (answer,) = events(client)
+    assert isinstance(answer, Response)
+    assert answer.error == "WebRequestError"
+    assert answer.message == "webhooks: No registered callback"
+
+
+@pytest.mark.parametrize("frame", [b"[1,2]", b'{"id": 1}', b"{nope", b'{"method": 5}'])
+def test_server_side_refuses_what_is_not_a_request(frame: bytes) -> None:
+    server = KlippyServerConnection()
+    server.receive_data(frame + ETX)
+    with pytest.raises(RemoteProtocolError):
+        server.next_event()
+
+
+@given(st.lists(st.integers(min_value=1, max_value=40), max_size=30))
+def test_server_side_same_requests_however_split(chunks: list[int]) -> None:
+    client = KlippyConnection()
+    stream = b"".join(
+        client.send_request(m, {"n": i})[1] for i, m in enumerate(["info", "objects/list"] * 5)
+    )
+    whole = KlippyServerConnection()
+    whole.receive_data(stream)
+    expected = server_events(whole)
+    split = KlippyServerConnection()
+    got: list[Request] = []
+    pos = 0
+    for size in [*chunks, len(stream)]:
+        split.receive_data(stream[pos : pos + size])
+        pos += size
+        got.extend(server_events(split))
+    assert got == expected
+    assert len(got) == 10

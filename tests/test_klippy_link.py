@@ -15,7 +15,7 @@ import pytest
 import trio
 import trio.testing
 
-from trioprint.bus import Bus, Notify
+from trioprint.bus import Bus
 from trioprint.components.data_store import DataStore
 from trioprint.components.klippy import RETRY_INTERVAL, Klippy, KlippyStateChanged
 from trioprint.errors import ApiError
@@ -37,14 +37,14 @@ class Harness:
         self.nursery = nursery
         self.seen: list[str] = []
         self.events: trio.MemoryReceiveChannel[Any] | None = None
+        # a client that hears every websocket notification (nothing reads its queue)
+        self.observer = self.connection(queue_size=100_000)
 
     async def until_state(self, state: str) -> None:
-        """Wait for the link's next change to ``state`` (notifications on the way are kept)."""
+        """Wait for the link's next change to ``state``."""
         assert self.events is not None
         async for event in self.events:
-            if isinstance(event, Notify):
-                self.seen.append(event.method)
-            elif isinstance(event, KlippyStateChanged) and event.state == state:
+            if isinstance(event, KlippyStateChanged) and event.state == state:
                 return
 
     async def reconnected(self) -> None:
@@ -70,6 +70,11 @@ async def frames(conn: WebsocketConnection) -> list[Any]:
     return out
 
 
+async def updates(conn: WebsocketConnection) -> list[Any]:
+    """The diffs of the ``notify_status_update`` frames among :func:`frames`."""
+    return [f["params"][0] for f in await frames(conn) if f["method"] == "notify_status_update"]
+
+
 def _peek_idle(conn: WebsocketConnection) -> bool:
     view = conn.idle_source
     if view is None:
@@ -86,7 +91,7 @@ async def harness(lockstep: bool = False) -> AsyncIterator[Harness]:
     async with trio.open_nursery() as nursery:
         double = KlippyDouble(nursery, lockstep=lockstep)
         h = Harness(nursery, double)
-        with h.bus.subscribe(Notify, KlippyStateChanged, capacity=10000) as events:
+        with h.bus.subscribe(KlippyStateChanged, capacity=10000) as events:
             h.events = events
             await nursery.start(h.klippy.run)
             await nursery.start(h.store.run)
@@ -95,15 +100,12 @@ async def harness(lockstep: bool = False) -> AsyncIterator[Harness]:
 
 
 def notifications(h: Harness) -> list[str]:
-    """Every websocket notification published so far."""
-    assert h.events is not None
-    while True:
-        try:
-            event = h.events.receive_nowait()
-        except trio.WouldBlock:
-            return h.seen
-        if isinstance(event, Notify):
-            h.seen.append(event.method)
+    """Every websocket notification sent to clients so far, in order."""
+    box = h.observer._outbox
+    while len(box):
+        text = box._items.popleft()
+        h.seen.append(json.loads(text)["method"])
+    return h.seen
 
 
 async def test_init_sequence_as_moonraker(autojump_clock: trio.testing.MockClock) -> None:
@@ -420,10 +422,8 @@ async def test_subscriptions_survive_a_klippy_restart(
         assert merged["toolhead"] == ["position"]
         assert merged["gcode_move"] == ["speed"]
         # ... and each got its full snapshot again, filtered to its own spec
-        assert [f["params"][0] for f in await frames(a)] == [
-            {"toolhead": {"position": [5.0, 5.0, 5.0, 0.0]}}
-        ]
-        assert [f["params"][0] for f in await frames(b)] == [{"gcode_move": {"speed": 1500.0}}]
+        assert await updates(a) == [{"toolhead": {"position": [5.0, 5.0, 5.0, 0.0]}}]
+        assert await updates(b) == [{"gcode_move": {"speed": 1500.0}}]
 
 
 async def test_a_closed_connection_leaves_the_merged_subscription(

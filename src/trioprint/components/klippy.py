@@ -36,7 +36,7 @@ import trio
 
 from .. import rpc
 from .._version import __version__
-from ..bus import Event, Notify
+from ..bus import Event
 from ..domain.klippy import Notification
 from ..domain.status import (
     ClientView,
@@ -281,7 +281,9 @@ class Klippy:
                 for listener in self._gcode_listeners:
                     listener("response", response)
                 self._bus.publish(GcodeResponse(response))
-                self._bus.publish(Notify("notify_gcode_response", (response,)))
+                # Straight to every websocket, not through the bus: a script's output must
+                # reach clients before the script's reply, in the order klippy sent them.
+                self._websockets.broadcast("notify_gcode_response", [response])
         elif note.method in self._remote_methods:
             try:
                 self._remote_methods[note.method](**params)
@@ -311,9 +313,9 @@ class Klippy:
             if self._ready.is_set():
                 self._ready = trio.Event()
         if state == "shutdown":
-            self._bus.publish(Notify("notify_klippy_shutdown"))
+            self._websockets.broadcast("notify_klippy_shutdown")
         elif state == "disconnected":
-            self._bus.publish(Notify("notify_klippy_disconnected"))
+            self._websockets.broadcast("notify_klippy_disconnected")
 
     # -- the lifecycle -------------------------------------------------------------------
 
@@ -385,7 +387,7 @@ class Klippy:
                     await hook()
             self._set_state(state)
             if state == "ready":
-                self._bus.publish(Notify("notify_klippy_ready"))
+                self._websockets.broadcast("notify_klippy_ready")
         except KlippyDisconnected:
             return  # the session ended; the reconnect loop takes over
         except ApiError as exc:

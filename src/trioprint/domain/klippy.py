@@ -166,3 +166,67 @@ class KlippyConnection:
     def _check_usable(self) -> None:
         if self._error is not None:
             raise LocalProtocolError(f"connection unusable after a protocol error: {self._error}")
+
+
+# --- the server side (the simulated printer serves the same protocol) ------------------------
+
+
+@attrs.frozen
+class Request:
+    """A client's request. ``id`` is None when the client wants no answer (klippy then runs
+    the request and sends nothing back)."""
+
+    id: Any
+    method: str
+    params: dict[str, Any]
+
+
+class KlippyServerConnection:
+    """The server side of one connection to an API socket, as klippy serves it.
+
+    Feed received bytes with :meth:`receive_data`, take :class:`Request` events with
+    :meth:`next_event`; :meth:`respond`, :meth:`error` and :meth:`notify` give the bytes to send.
+    Framing errors are :class:`RemoteProtocolError` (the server drops that client).
+    """
+
+    def __init__(self, *, max_frame: int = DEFAULT_MAX_FRAME) -> None:
+        self._buffer = bytearray()
+        self._scan_from = 0
+        self._max_frame = max_frame
+
+    def receive_data(self, data: bytes | bytearray) -> None:
+        self._buffer += data
+
+    def next_event(self) -> Request | _NeedData:
+        while True:
+            end = self._buffer.find(ETX, self._scan_from)
+            if end < 0:
+                self._scan_from = len(self._buffer)
+                if len(self._buffer) > self._max_frame:
+                    raise RemoteProtocolError(f"request larger than {self._max_frame} bytes")
+                return NEED_DATA
+            frame = bytes(self._buffer[:end])
+            del self._buffer[: end + 1]
+            self._scan_from = 0
+            if not frame.strip():
+                continue
+            try:
+                message = json.loads(frame)
+            except (ValueError, RecursionError) as exc:
+                raise RemoteProtocolError(f"request is not JSON: {exc}") from None
+            if not isinstance(message, dict) or not isinstance(message.get("method"), str):
+                raise RemoteProtocolError(f"not a request: {frame[:80]!r}")
+            params = message.get("params", {})
+            return Request(message.get("id"), message["method"], params)
+
+    @staticmethod
+    def respond(req_id: Any, result: Any) -> bytes:
+        return encode({"id": req_id, "result": result})
+
+    @staticmethod
+    def error(req_id: Any, message: str, error: str = "WebRequestError") -> bytes:
+        return encode({"id": req_id, "error": {"error": error, "message": message}})
+
+    @staticmethod
+    def notify(method: str, params: Any) -> bytes:
+        return encode({"method": method, "params": params})
