@@ -145,4 +145,19 @@ def bench(session: nox.Session) -> None:
     if not moonraker.exists():
         session.run(sys.executable, "-m", "venv", str(peer), external=True)
         session.run(str(peer / "bin" / "pip"), "install", "-q", MOONRAKER, external=True)
+    # The status fan-out bench runs a real klippy with both servers connected to it.
+    klippy = provision_klippy(session)
     session.run("python", "bench/bench_api.py", "--moonraker-bin", str(moonraker), *session.posargs)
+    # posargs go to both scripts (--seconds, --python, --json); `--json X.json` gives the
+    # fan-out figures in X-fanout.json.
+    fanout_args = list(session.posargs)
+    for i, arg in enumerate(fanout_args[:-1]):
+        if arg == "--json":
+            path = Path(fanout_args[i + 1])
+            fanout_args[i + 1] = str(path.with_name(f"{path.stem}-fanout{path.suffix}"))
+    kalico = klippy["TRIOPRINT_KALICO"]
+    session.run(
+        "python",
+        "bench/bench_fanout.py",
+        *("--moonraker-bin", str(moonraker), "--kalico-bin", kalico, *fanout_args),
+    )
