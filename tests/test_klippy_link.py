@@ -476,3 +476,26 @@ async def test_temperature_store_samples_once_a_second(
         assert extruder["temperatures"][-1] == 180.0
         assert extruder["targets"][-1] == 200.0
         assert 5 <= len(extruder["temperatures"]) <= 7
+
+
+async def test_remote_methods_are_registered_when_ready_and_called(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    calls: list[dict[str, Any]] = []
+    async with trio.open_nursery() as nursery:
+        double = KlippyDouble(nursery)
+        h = Harness(nursery, double)
+        h.klippy.register_remote_method("trioprint_test", lambda **kw: calls.append(kw))
+        await nursery.start(h.klippy.run)
+        with trio.fail_after(LIMIT):
+            await h.klippy.wait_ready()
+        registered = [m for _, m in double.received if m["method"] == "register_remote_method"]
+        assert [m["params"] for m in registered] == [
+            {"response_template": {"method": "trioprint_test"}, "remote_method": "trioprint_test"}
+        ]
+        # a macro calling it: klippy pushes the template with the macro's arguments
+        peer = double.peers[0]
+        await double._send(peer, {"method": "trioprint_test", "params": {"speed": 5}})
+        await trio.testing.wait_all_tasks_blocked()
+        assert calls == [{"speed": 5}]
+        nursery.cancel_scope.cancel()
