@@ -151,19 +151,24 @@ def moonraker_command(moonraker: str) -> Callable[[Path, int], list[str]]:
 # --- load generators (run in their own processes) -------------------------------------------
 
 
-async def ws_worker(port: int, seconds: float, latencies: list[float]) -> int:
+#: Seconds a load connection waits for one reply before it gives up (and counts a stall).
+REPLY_TIMEOUT = 10.0
+
+
+async def ws_worker(port: int, seconds: float, latencies: list[float], stalls: list[int]) -> int:
     """One connection sending server.info requests one after the other; returns the count."""
     import trio
     from wsproto import ConnectionType, WSConnection
-    from wsproto.events import AcceptConnection, Ping, Request, TextMessage
+    from wsproto.events import AcceptConnection, Request, TextMessage
 
     stream = await trio.open_tcp_stream("127.0.0.1", port)
     ws = WSConnection(ConnectionType.CLIENT)
     await stream.send_all(ws.send(Request(host="127.0.0.1", target="/websocket")))
     accepted = False
-    while not accepted:
-        ws.receive_data(await stream.receive_some())
-        accepted = any(isinstance(e, AcceptConnection) for e in ws.events())
+    with trio.fail_after(REPLY_TIMEOUT):
+        while not accepted:
+            ws.receive_data(await stream.receive_some())
+            accepted = any(isinstance(e, AcceptConnection) for e in ws.events())
     count = 0
     deadline = time.perf_counter() + seconds
     text_parts: list[str] = []
@@ -175,22 +180,36 @@ async def ws_worker(port: int, seconds: float, latencies: list[float]) -> int:
             start = time.perf_counter()
             await stream.send_all(ws.send(TextMessage(request)))
             done = False
-            while not done:
-                data = await stream.receive_some()
-                if not data:
-                    raise RuntimeError("server closed the connection")
-                ws.receive_data(data)
-                for event in ws.events():
-                    if isinstance(event, Ping):  # Moonraker (Tornado) pings, and drops the mute
-                        await stream.send_all(ws.send(event.response()))
-                    elif isinstance(event, TextMessage):
-                        text_parts.append(event.data)
-                        if event.message_finished:
-                            message = "".join(text_parts)
-                            text_parts.clear()
-                            done = message.endswith(marker)
+            answered = trio.move_on_after(REPLY_TIMEOUT)
+            with answered:
+                while not done:
+                    done = await _read_reply(stream, ws, marker, text_parts)
+            if answered.cancelled_caught:
+                stalls.append(count)  # no answer: give this connection up, the others go on
+                return count - 1
             latencies.append(time.perf_counter() - start)
     return count
+
+
+async def _read_reply(stream: Any, ws: Any, marker: str, text_parts: list[str]) -> bool:
+    """Read one chunk; True once the reply ending with ``marker`` is complete."""
+    from wsproto.events import Ping, TextMessage
+
+    done = False
+    data = await stream.receive_some()
+    if not data:
+        raise RuntimeError("server closed the connection")
+    ws.receive_data(data)
+    for event in ws.events():
+        if isinstance(event, Ping):  # Moonraker (Tornado) pings, and drops the mute
+            await stream.send_all(ws.send(event.response()))
+        elif isinstance(event, TextMessage):
+            text_parts.append(event.data)
+            if event.message_finished:
+                message = "".join(text_parts)
+                text_parts.clear()
+                done = done or message.endswith(marker)
+    return done
 
 
 def run_ws_load(port: int, connections: int, seconds: float) -> dict[str, Any]:
@@ -198,10 +217,11 @@ def run_ws_load(port: int, connections: int, seconds: float) -> dict[str, Any]:
 
     latencies: list[float] = []
     counts: list[int] = []
+    stalls: list[int] = []
 
     async def main() -> None:
         async def one() -> None:
-            counts.append(await ws_worker(port, seconds, latencies))
+            counts.append(await ws_worker(port, seconds, latencies, stalls))
 
         async with trio.open_nursery() as nursery:
             for _ in range(connections):
@@ -209,11 +229,13 @@ def run_ws_load(port: int, connections: int, seconds: float) -> dict[str, Any]:
 
     start = time.perf_counter()
     trio.run(main)
-    elapsed = time.perf_counter() - start
+    # a stalled connection waited REPLY_TIMEOUT past the end: count the phase's length only
+    elapsed = min(time.perf_counter() - start, seconds + 0.5)
     latencies.sort()
     return {
         "requests": sum(counts),
         "elapsed": elapsed,
+        "stalled connections": len(stalls),
         "p50_ms": 1000 * latencies[len(latencies) // 2],
         "p99_ms": 1000 * latencies[int(len(latencies) * 0.99)],
         "mean_ms": 1000 * statistics.fmean(latencies),
@@ -318,6 +340,8 @@ class Figures:
         self.values[f"{label} p50 ms"] = result["p50_ms"]
         self.values[f"{label} p99 ms"] = result["p99_ms"]
         self.values[f"{label} server CPU ms/req"] = 1000 * cpu / max(result["requests"], 1)
+        if result.get("stalled connections"):
+            self.values[f"{label} stalled conns"] = result["stalled connections"]
 
 
 #: For these metrics a higher value is better (the rest: lower is better).
