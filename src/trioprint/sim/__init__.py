@@ -1,0 +1,1 @@
+"""A simulated Klipper printer: a pure model of klippy (:mod:`.machine`) and its G-code."""
