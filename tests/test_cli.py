@@ -26,6 +26,15 @@ def test_serve_is_the_default_command() -> None:
     assert (call.method, call.params, call.url) == ("server.info", '{"a": 1}', "ws://h:1/websocket")
 
 
+def test_sim_options() -> None:
+    args = parse_args(["--sim", "--sim-speed", "12.5"])
+    assert (args.sim, args.sim_speed) == (True, 12.5)
+    assert (parse_args([]).sim, parse_args([]).sim_speed) == (False, None)
+    for bad in ("0", "-1", "fast", "inf"):
+        with pytest.raises(SystemExit):
+            parse_args(["--sim-speed", bad])
+
+
 def run(args: list[str], home: Path, timeout: float = 30) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*trioprint_command(), *args],
@@ -95,8 +104,16 @@ async def test_fresh_start_with_no_config_and_call(tmp_path: Path) -> None:
         )
         assert result.returncode == 0, result.stderr
         info = json.loads(result.stdout)
-        assert info["klippy_state"] == "disconnected"
         assert info["warnings"] == []
+        # no config, no printer: the embedded simulated printer comes up
+        with trio.fail_after(30):
+            while info["klippy_state"] != "ready":
+                await trio.sleep(0.2)
+                result = await trio.to_thread.run_sync(
+                    lambda: run(["call", "server.info", "--url", url], tmp_path)
+                )
+                info = json.loads(result.stdout)
+        assert info["klippy_connected"] is True
         error = await trio.to_thread.run_sync(
             lambda: run(["call", "no.such.method", "--url", url], tmp_path)
         )

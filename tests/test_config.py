@@ -73,7 +73,15 @@ def test_no_file_means_defaults(tmp_path: Path) -> None:
     assert (config.sections, config.files, config.warnings) == ({}, (), ())
     assert config.section("server") == {}
     parsed = config.parsed()
-    assert set(parsed) == {"server", "authorization", "file_manager", "database", "history"}
+    assert set(parsed) == {
+        "server",
+        "authorization",
+        "file_manager",
+        "database",
+        "history",
+        "simulator",
+    }
+    assert parsed["simulator"] == {"speed": 1.0}
     assert parsed["authorization"]["trusted_clients"] == []
     json.dumps(parsed)
 
@@ -255,6 +263,10 @@ BAD_VALUES = [
     ("file_manager", "queue_gcode_uploads", "sometimes", "a boolean"),
     ("file_manager", "enable_config_write_access", "y", "a boolean"),
     ("database", "enable_database_debug", "verbose", "a boolean"),
+    ("simulator", "speed", "fast", "a number"),
+    ("simulator", "speed", "0", "a number greater than 0"),
+    ("simulator", "speed", "-2", "a number greater than 0"),
+    ("simulator", "speed", "inf", "a number greater than 0"),
 ]
 
 
@@ -693,4 +705,4 @@ def test_types_of_parsed_values(tmp_path: Path) -> None:
         return {type(value)}
 
     parsed = load_config(DATA / "moonraker.conf", tmp_path).parsed()
-    assert kinds(parsed) <= {str, int, bool, list, type(None)}
+    assert kinds(parsed) <= {str, int, float, bool, list, type(None)}

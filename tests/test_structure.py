@@ -7,11 +7,16 @@ from pathlib import Path
 
 import pytest
 
-DOMAIN = Path(__file__).resolve().parent.parent / "src" / "trioprint" / "domain"
+SRC = Path(__file__).resolve().parent.parent / "src" / "trioprint"
+DOMAIN = SRC / "domain"
+#: The simulated printer's model is pure too; only its server and entry point do I/O.
+SIM_MODEL = [p for p in (SRC / "sim").glob("*.py") if p.name not in ("server.py", "__main__.py")]
 FORBIDDEN = {"trio", "trio_websocket", "quart", "quart_trio", "hypercorn", "trio_serial"}
 
 
-@pytest.mark.parametrize("path", sorted(DOMAIN.glob("*.py")), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", sorted([*DOMAIN.glob("*.py"), *SIM_MODEL]), ids=lambda p: f"{p.parent.name}/{p.name}"
+)
 def test_domain_modules_import_no_io_framework(path: Path) -> None:
     tree = ast.parse(path.read_text())
     imported = set()

@@ -40,11 +40,15 @@ from .components.server import ServerCore
 from .config import Config, default_config_path, load_config
 from .errors import ConfigError, StartupError
 from .registry import Registry
+from .sim.server import SimKlippy
 from .transport.http import Router, create_http_app
 from .transport.klippy import open_unix
 from .transport.websocket import CLOSE_GOING_AWAY, CLOSE_RESTART, WebsocketManager
 
 log = logging.getLogger(__name__)
+
+#: The simulated printer's socket, in ``<data>/comms`` (never klippy's own ``klippy.sock``).
+SIM_SOCKET = "trioprint-sim.sock"
 
 #: Bounds on each shutdown step, in seconds.
 WEBSOCKET_FLUSH_TIMEOUT = 1.0
@@ -60,12 +64,21 @@ class Options:
     host: str | None = None
     port: int | None = None
     verbose: bool = False
+    sim: bool = False
+    sim_speed: float | None = None
 
 
 class Instance:
     """One server instance: the components built from one reading of the config."""
 
-    def __init__(self, config: Config, *, extra_warnings: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        extra_warnings: tuple[str, ...] = (),
+        sim: bool = False,
+        sim_speed: float | None = None,
+    ) -> None:
         self.config = config
         self.warnings: list[str] = [*config.warnings, *extra_warnings]
         self.bus = Bus()
@@ -77,13 +90,23 @@ class Instance:
         )
         self.restart_requested = False
         self._stop = trio.Event()
-        address = klippy_address(config)
+        self.simulator: SimKlippy | None = None
+        if sim or not config.server.klippy_uds_address:
+            address = str(config.data_dir / "comms" / SIM_SOCKET)
+            self.simulator = SimKlippy(
+                Path(address),
+                config.data_dir / "gcodes",
+                speed=sim_speed or config.simulator.speed,
+            )
+        else:
+            address = config.server.klippy_uds_address
         self.klippy = Klippy(
             self.bus, self.websockets, functools.partial(open_unix, address), address=address
         )
         self.components: list[Any] = [
             ServerCore(self),
             Machine(self),
+            *([self.simulator] if self.simulator is not None else []),
             self.klippy,
             Printer(self.klippy),
             DataStore(self.klippy),
@@ -192,11 +215,6 @@ async def _serve_http(
             sock.close()
 
 
-def klippy_address(config: Config) -> str:
-    """``[server] klippy_uds_address``, else Moonraker's default ``<data>/comms/klippy.sock``."""
-    return config.server.klippy_uds_address or str(config.data_dir / "comms" / "klippy.sock")
-
-
 def read_config(options: Options) -> Config:
     path = options.config_file or default_config_path(options.data_dir)
     config = load_config(path, options.data_dir)
@@ -236,7 +254,12 @@ class Server:
         config = read_config(self.options)
         extra: tuple[str, ...] = ()
         while True:
-            instance = Instance(config, extra_warnings=extra)
+            instance = Instance(
+                config,
+                extra_warnings=extra,
+                sim=self.options.sim,
+                sim_speed=self.options.sim_speed,
+            )
             self.instance = instance
             if self._stopping:
                 instance.stop()

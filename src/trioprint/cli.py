@@ -41,6 +41,16 @@ def _port(text: str) -> int:
     return value
 
 
+def _speed(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"speed {text} must be a number greater than 0")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="trioprint",
@@ -74,6 +84,18 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", help="address to listen on (overrides [server] host)")
     parser.add_argument("--port", type=_port, help="port to listen on (overrides [server] port)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "--sim",
+        action="store_true",
+        help="run the simulated printer even if [server] klippy_uds_address is set",
+    )
+    parser.add_argument(
+        "--sim-speed",
+        type=_speed,
+        default=None,
+        metavar="N",
+        help="simulated time runs N times faster (overrides [simulator] speed)",
+    )
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -126,6 +148,8 @@ def run_serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         verbose=args.verbose,
+        sim=args.sim,
+        sim_speed=args.sim_speed,
     )
     stop_logging = setup_logging(data_dir / "logs", verbose=args.verbose)
     problem: str | None = None

@@ -40,6 +40,7 @@ __all__ = [
     "FileManagerConfig",
     "HistoryConfig",
     "ServerConfig",
+    "SimulatorConfig",
     "default_config_path",
     "load_config",
 ]
@@ -154,6 +155,21 @@ class HistoryConfig:
     """``[history]``: Moonraker 0.11 reads no options from it."""
 
 
+def _positive(_: Any, attribute: attrs.Attribute[Any], value: float) -> None:
+    if not 0 < value < float("inf"):
+        raise _BadValue("a number greater than 0", attribute.name)
+
+
+@attrs.frozen
+class SimulatorConfig:
+    """``[simulator]`` (trioprint's own): the embedded simulated printer.
+
+    It runs when ``[server] klippy_uds_address`` is not set (or with ``--sim``).
+    """
+
+    speed: float = attrs.field(default=1.0, validator=_positive)
+
+
 #: Typed sections: name in the file == attribute of :class:`Config`.
 _TYPED: dict[str, type[Any]] = {
     "server": ServerConfig,
@@ -161,6 +177,7 @@ _TYPED: dict[str, type[Any]] = {
     "file_manager": FileManagerConfig,
     "database": DatabaseConfig,
     "history": HistoryConfig,
+    "simulator": SimulatorConfig,
 }
 _FIELDS = {name: frozenset(a.name for a in attrs.fields(cls)) for name, cls in _TYPED.items()}
 
@@ -196,6 +213,7 @@ class Config:
     file_manager: FileManagerConfig = attrs.field(factory=FileManagerConfig)
     database: DatabaseConfig = attrs.field(factory=DatabaseConfig)
     history: HistoryConfig = attrs.field(factory=HistoryConfig)
+    simulator: SimulatorConfig = attrs.field(factory=SimulatorConfig)
     sections: Mapping[str, Mapping[str, str]] = _EMPTY
     files: tuple[tuple[str, tuple[str, ...]], ...] = ()
     warnings: tuple[str, ...] = ()
