@@ -206,3 +206,12 @@ def test_module_entry_point(tmp_path: Path) -> None:
     )
     assert result.returncode == 0
     assert result.stdout.startswith("trioprint ")
+
+
+def test_simulator_socket_problem_is_one_line(tmp_path: Path) -> None:
+    # AF_UNIX paths are limited to 107 bytes: a data folder this deep cannot hold the socket
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    result = run(["-d", str(deep), "--port", "0"], tmp_path)
+    line = one_line_error(result)
+    assert "simulated printer" in line
+    assert "trioprint-sim.sock" in line

@@ -230,15 +230,32 @@ async def test_http_query_on_the_simulator(tmp_path: Path) -> None:
 
 
 async def test_sim_flag_wins_over_a_configured_klippy(tmp_path: Path) -> None:
-    from trioprint.app import Instance
+    from trioprint.app import Instance, make_simulator
     from trioprint.config import load_config
 
     await trio.lowlevel.checkpoint()
     conf = tmp_path / "t.conf"
     conf.write_text("[server]\nklippy_uds_address: /tmp/elsewhere.sock\n")
     config = load_config(conf, tmp_path)
-    assert Instance(config).simulator is None
-    instance = Instance(config, sim=True, sim_speed=3.0)
-    assert instance.simulator is not None
-    assert instance.simulator.speed == 3.0
+    assert make_simulator(config) is None
+    assert Instance(config).klippy.address == "/tmp/elsewhere.sock"
+    simulator = make_simulator(config, force=True, speed=3.0)
+    assert simulator is not None
+    assert simulator.speed == 3.0
+    instance = Instance(config, simulator=simulator)
     assert instance.klippy.address == str(tmp_path / "comms" / "trioprint-sim.sock")
+    assert "simulator" in instance.component_names()
+
+
+async def test_server_restart_keeps_the_simulated_machine(tmp_path: Path) -> None:
+    async with sim_server(tmp_path) as live:
+        with trio.fail_after(WAIT):
+            async with collector(live) as c:
+                assert await c.result("printer.gcode.script", {"script": "M104 S150"}) == "ok"
+                assert await c.result("server.restart") == "ok"
+            new = await live.server.wait_serving(other_than=live.instance)
+            await new.klippy.wait_ready()
+            result = await new.klippy.request("objects/query", {"objects": {"extruder": None}})
+        # the host restarted; the printer did not: its heater is still on
+        assert result["status"]["extruder"]["target"] == 150.0
+        assert new.simulator is live.instance.simulator

@@ -76,8 +76,7 @@ class Instance:
         config: Config,
         *,
         extra_warnings: tuple[str, ...] = (),
-        sim: bool = False,
-        sim_speed: float | None = None,
+        simulator: SimKlippy | None = None,
     ) -> None:
         self.config = config
         self.warnings: list[str] = [*config.warnings, *extra_warnings]
@@ -90,23 +89,23 @@ class Instance:
         )
         self.restart_requested = False
         self._stop = trio.Event()
-        self.simulator: SimKlippy | None = None
-        if sim or not config.server.klippy_uds_address:
-            address = str(config.data_dir / "comms" / SIM_SOCKET)
-            self.simulator = SimKlippy(
-                Path(address),
-                config.data_dir / "gcodes",
-                speed=sim_speed or config.simulator.speed,
-            )
-        else:
+        self.simulator = simulator
+        if simulator is not None:
+            address = str(simulator.socket_path)
+        elif config.server.klippy_uds_address:
             address = config.server.klippy_uds_address
+        else:  # the address was removed by a restart: the simulator only starts with the process
+            address = str(config.data_dir / "comms" / "klippy.sock")
+            self.warnings.append(
+                "[server] klippy_uds_address is not set, but the simulated printer only starts "
+                f"with the process: restart trioprint for it (until then: {address})"
+            )
         self.klippy = Klippy(
             self.bus, self.websockets, functools.partial(open_unix, address), address=address
         )
         self.components: list[Any] = [
             ServerCore(self),
             Machine(self),
-            *([self.simulator] if self.simulator is not None else []),
             self.klippy,
             Printer(self.klippy),
             DataStore(self.klippy),
@@ -129,7 +128,8 @@ class Instance:
         return self.klippy.state
 
     def component_names(self) -> list[str]:
-        return ["application", "websockets", *(c.name for c in self.components)]
+        sim = ["simulator"] if self.simulator is not None else []
+        return ["application", "websockets", *(c.name for c in self.components), *sim]
 
     def registered_directories(self) -> list[str]:
         return []
@@ -215,6 +215,19 @@ async def _serve_http(
             sock.close()
 
 
+def make_simulator(
+    config: Config, *, force: bool = False, speed: float | None = None
+) -> SimKlippy | None:
+    """The simulated printer, when no klippy is configured (or ``force``); else None."""
+    if not force and config.server.klippy_uds_address:
+        return None
+    return SimKlippy(
+        config.data_dir / "comms" / SIM_SOCKET,
+        config.data_dir / "gcodes",
+        speed=speed or config.simulator.speed,
+    )
+
+
 def read_config(options: Options) -> Config:
     path = options.config_file or default_config_path(options.data_dir)
     config = load_config(path, options.data_dir)
@@ -253,31 +266,33 @@ class Server:
     ) -> None:
         config = read_config(self.options)
         extra: tuple[str, ...] = ()
-        while True:
-            instance = Instance(
-                config,
-                extra_warnings=extra,
-                sim=self.options.sim,
-                sim_speed=self.options.sim_speed,
-            )
-            self.instance = instance
-            if self._stopping:
-                instance.stop()
-            async with trio.open_nursery() as nursery:
-                await nursery.start(instance.run)
-                self.instances_started += 1
-                self._set_serving(instance)
-                task_status.started(instance)
-                task_status = trio.TASK_STATUS_IGNORED
-            self._set_serving(None)
-            if not instance.restart_requested or self._stopping:
-                return
-            try:
-                config = read_config(self.options)
-                extra = ()
-            except ConfigError as exc:
-                log.error("restart: %s; keeping the previous configuration", exc)
-                extra = (f"Configuration error, previous configuration kept: {exc}",)
+        # The simulated printer is the machine, not part of the host: it lives as long as the
+        # process, so a server.restart does not reset a print or a heater.
+        simulator = make_simulator(config, force=self.options.sim, speed=self.options.sim_speed)
+        async with trio.open_nursery() as machine:
+            if simulator is not None:
+                await machine.start(simulator.run)
+            while True:
+                instance = Instance(config, extra_warnings=extra, simulator=simulator)
+                self.instance = instance
+                if self._stopping:
+                    instance.stop()
+                async with trio.open_nursery() as nursery:
+                    await nursery.start(instance.run)
+                    self.instances_started += 1
+                    self._set_serving(instance)
+                    task_status.started(instance)
+                    task_status = trio.TASK_STATUS_IGNORED
+                self._set_serving(None)
+                if not instance.restart_requested or self._stopping:
+                    break
+                try:
+                    config = read_config(self.options)
+                    extra = ()
+                except ConfigError as exc:
+                    log.error("restart: %s; keeping the previous configuration", exc)
+                    extra = (f"Configuration error, previous configuration kept: {exc}",)
+            machine.cancel_scope.cancel()
 
 
 async def watch_signals(server: Server, cancel: trio.CancelScope) -> None:

@@ -29,6 +29,7 @@ from typing import Any
 import trio
 
 from ..domain.klippy import NEED_DATA, KlippyServerConnection, RemoteProtocolError, Request
+from ..errors import StartupError
 from ..transport.outbox import Outbox
 from .machine import GcodeError, LineDone, SimMachine, Sleep, Step, WaitFor
 
@@ -139,7 +140,7 @@ class SimKlippy:
             self._nursery = nursery
             nursery.start_soon(self._ticker)
             nursery.start_soon(self._job_driver)
-            log.info("simulated printer serving klippy's API at %s", self.socket_path)
+            log.debug("simulated printer serving klippy's API at %s", self.socket_path)
             task_status.started()
             try:
                 while True:
@@ -156,16 +157,18 @@ class SimKlippy:
         return machine
 
     def _listen(self) -> trio.SocketListener:
-        self.socket_path.parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(FileNotFoundError):
-            self.socket_path.unlink()  # a stale socket from a previous run
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
+            self.socket_path.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                self.socket_path.unlink()  # a stale socket from a previous run
             sock.bind(os.fspath(self.socket_path))
             sock.listen(16)
-        except OSError:
+        except OSError as exc:
             sock.close()
-            raise
+            raise StartupError(
+                f"cannot serve the simulated printer at {self.socket_path}: {exc.strerror or exc}"
+            ) from None
         return trio.SocketListener(trio.socket.from_stdlib_socket(sock))
 
     async def _ticker(self) -> None:
