@@ -7,7 +7,7 @@ stalled klippy is a double that never answers or never reads.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -87,14 +87,23 @@ def _peek_idle(conn: WebsocketConnection) -> bool:
 
 
 @asynccontextmanager
-async def harness(lockstep: bool = False) -> AsyncIterator[Harness]:
+async def harness(
+    lockstep: bool = False,
+    *,
+    prepare: Callable[[Harness], object] | None = None,
+    run: bool = True,
+) -> AsyncIterator[Harness]:
+    """A link (and the data store) against a fresh double; ``prepare`` runs before they start."""
     async with trio.open_nursery() as nursery:
         double = KlippyDouble(nursery, lockstep=lockstep)
         h = Harness(nursery, double)
+        if prepare is not None:
+            prepare(h)
         with h.bus.subscribe(KlippyStateChanged, capacity=10000) as events:
             h.events = events
-            await nursery.start(h.klippy.run)
-            await nursery.start(h.store.run)
+            if run:
+                await nursery.start(h.klippy.run)
+                await nursery.start(h.store.run)
             yield h
             nursery.cancel_scope.cancel()
 
@@ -132,11 +141,8 @@ async def test_init_sequence_as_moonraker(autojump_clock: trio.testing.MockClock
 async def test_startup_is_polled_until_klippy_leaves_it(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    async with trio.open_nursery() as nursery:
-        double = KlippyDouble(nursery)
-        double.startup_polls = 4
-        h = Harness(nursery, double)
-        await nursery.start(h.klippy.run)
+    async with harness(prepare=lambda h: setattr(h.double, "startup_polls", 4)) as h:
+        double = h.double
         with trio.fail_after(LIMIT):
             while double.methods().count("info") < 2:
                 await double.wait_for("info", 2)
@@ -145,38 +151,28 @@ async def test_startup_is_polled_until_klippy_leaves_it(
         with trio.fail_after(LIMIT):
             await h.klippy.wait_ready()
         assert double.methods().count("info") == 5
-        nursery.cancel_scope.cancel()
 
 
 async def test_connect_is_retried_every_quarter_second(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    async with trio.open_nursery() as nursery:
-        double = KlippyDouble(nursery)
-        double.refuse = 4
-        h = Harness(nursery, double)
-        await nursery.start(h.klippy.run)
+    async with harness(prepare=lambda h: setattr(h.double, "refuse", 4)) as h:
+        double = h.double
         assert h.klippy.state == "disconnected"
         with trio.fail_after(LIMIT):
             await h.klippy.wait_ready()
         gaps = [b - a for a, b in zip(double.attempts, double.attempts[1:], strict=False)]
         assert gaps == pytest.approx([RETRY_INTERVAL] * 4)
-        nursery.cancel_scope.cancel()
 
 
 async def test_requests_while_disconnected_fail_at_once(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    async with trio.open_nursery() as nursery:
-        double = KlippyDouble(nursery)
-        double.refuse = 10**6
-        h = Harness(nursery, double)
-        await nursery.start(h.klippy.run)
+    async with harness(prepare=lambda h: setattr(h.double, "refuse", 10**6)) as h:
         with trio.fail_after(1), pytest.raises(ApiError) as exc:
             await h.klippy.request("objects/list")
         assert exc.value.status == 503
         assert "not connected" in exc.value.message
-        nursery.cancel_scope.cancel()
 
 
 async def test_klippy_errors_carry_klippys_message(autojump_clock: trio.testing.MockClock) -> None:
@@ -321,14 +317,11 @@ async def test_emergency_stop_goes_ahead_of_queued_frames(
 async def test_emergency_stop_while_disconnected_uses_a_fresh_connection(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    async with trio.open_nursery() as nursery:
-        double = KlippyDouble(nursery)
-        h = Harness(nursery, double)
+    async with harness(run=False) as h:
         # no link running at all (e.g. still retrying): the stop still gets through
         with trio.fail_after(LIMIT):
             assert await h.klippy.emergency_stop() == {}
-        assert double.methods() == ["emergency_stop"]
-        nursery.cancel_scope.cancel()
+        assert h.double.methods() == ["emergency_stop"]
 
 
 # -- status fan-out --------------------------------------------------------------------------
@@ -482,11 +475,12 @@ async def test_remote_methods_are_registered_when_ready_and_called(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     calls: list[dict[str, Any]] = []
-    async with trio.open_nursery() as nursery:
-        double = KlippyDouble(nursery)
-        h = Harness(nursery, double)
+
+    def prepare(h: Harness) -> None:
         h.klippy.register_remote_method("trioprint_test", lambda **kw: calls.append(kw))
-        await nursery.start(h.klippy.run)
+
+    async with harness(prepare=prepare) as h:
+        double = h.double
         with trio.fail_after(LIMIT):
             await h.klippy.wait_ready()
         registered = [m for _, m in double.received if m["method"] == "register_remote_method"]
@@ -498,4 +492,3 @@ async def test_remote_methods_are_registered_when_ready_and_called(
         await double._send(peer, {"method": "trioprint_test", "params": {"speed": 5}})
         await trio.testing.wait_all_tasks_blocked()
         assert calls == [{"speed": 5}]
-        nursery.cancel_scope.cancel()
