@@ -134,6 +134,8 @@ class SimMachine:
         self.output: Callable[[str], None] = _discard
         self._rng = random.Random(seed)
         self._config = sim_config.load_config(gcodes_dir=str(self.gcodes_dir))
+        self._configfile: dict[str, Any] | None = None
+        self._builders: dict[str, Callable[[], dict[str, Any]]] | None = None
         self._rails = [self._config.section(f"stepper_{a}") for a in "xyz"]
         self._extruder_cfg = self._config.section("extruder")
         self._macros = {
@@ -161,6 +163,7 @@ class SimMachine:
 
     def _boot(self) -> None:
         """A fresh klippy process (the physical world stays as it is)."""
+        self._builders = None  # they close over the parts rebuilt here
         self._generation += 1
         self._job_token += 1
         self.state = "startup"
@@ -1192,6 +1195,12 @@ class SimMachine:
         }
 
     def _status_builders(self) -> dict[str, Callable[[], dict[str, Any]]]:
+        """One status function per object (built once per boot: they close over its parts)."""
+        if self._builders is None:
+            self._builders = self._make_status_builders()
+        return self._builders
+
+    def _make_status_builders(self) -> dict[str, Callable[[], dict[str, Any]]]:
         builders: dict[str, Callable[[], dict[str, Any]]] = {
             "gcode": self._status_gcode,
             "webhooks": lambda: {"state": self.state, "state_message": self.state_message},
@@ -1266,13 +1275,17 @@ class SimMachine:
         return {"commands": commands}
 
     def _status_configfile(self) -> dict[str, Any]:
-        return {
-            "config": copy.deepcopy(self._config.config),
-            "settings": copy.deepcopy(self._config.settings),
-            "save_config_pending": False,
-            "save_config_pending_items": {},
-            "warnings": [],
-        }
+        # The config never changes: it is copied once, and shared by every query result
+        # (results are encoded or compared, never changed in place).
+        if self._configfile is None:
+            self._configfile = {
+                "config": copy.deepcopy(self._config.config),
+                "settings": copy.deepcopy(self._config.settings),
+                "save_config_pending": False,
+                "save_config_pending_items": {},
+                "warnings": [],
+            }
+        return self._configfile
 
     def _status_mcu(self) -> dict[str, Any]:
         uptime = max(self.now - self._epoch, 0.0)
