@@ -242,6 +242,11 @@ async def test_sim_flag_wins_over_a_configured_klippy(tmp_path: Path) -> None:
     simulator = make_simulator(config, force=True, speed=3.0)
     assert simulator is not None
     assert simulator.speed == 3.0
+    assert simulator.gcodes_dir == tmp_path / "gcodes"
+    conf.write_text("[file_manager]\ngcodes_path: /tmp/my-gcodes\n")
+    elsewhere = make_simulator(load_config(conf, tmp_path))
+    assert elsewhere is not None
+    assert elsewhere.gcodes_dir == Path("/tmp/my-gcodes")
     instance = Instance(config, simulator=simulator)
     assert instance.klippy.address == str(tmp_path / "comms" / "trioprint-sim.sock")
     assert "simulator" in instance.component_names()

@@ -221,10 +221,9 @@ def make_simulator(
     """The simulated printer, when no klippy is configured (or ``force``); else None."""
     if not force and config.server.klippy_uds_address:
         return None
+    gcodes = config.file_manager.gcodes_path or config.data_dir / "gcodes"
     return SimKlippy(
-        config.data_dir / "comms" / SIM_SOCKET,
-        config.data_dir / "gcodes",
-        speed=speed or config.simulator.speed,
+        config.data_dir / "comms" / SIM_SOCKET, Path(gcodes), speed=speed or config.simulator.speed
     )
 
 
