@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import tempfile
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -253,14 +254,53 @@ async def test_sim_flag_wins_over_a_configured_klippy(tmp_path: Path) -> None:
 
 
 async def test_server_restart_keeps_the_simulated_machine(tmp_path: Path) -> None:
-    async with sim_server(tmp_path) as live:
+    # over HTTP: a websocket client would see its socket closed by the restart
+    async with sim_server(tmp_path) as live, httpx.AsyncClient(base_url=live.http) as http:
         with trio.fail_after(WAIT):
-            async with collector(live) as c:
-                assert await c.result("printer.gcode.script", {"script": "M104 S150"}) == "ok"
-                assert await c.result("server.restart") == "ok"
+            reply = await http.post("/printer/gcode/script", json={"script": "M104 S150"})
+            assert reply.json() == {"result": "ok"}
+            assert (await http.post("/server/restart")).json() == {"result": "ok"}
             new = await live.server.wait_serving(other_than=live.instance)
             await new.klippy.wait_ready()
             result = await new.klippy.request("objects/query", {"objects": {"extruder": None}})
         # the host restarted; the printer did not: its heater is still on
         assert result["status"]["extruder"]["target"] == 150.0
         assert new.simulator is live.instance.simulator
+
+
+async def test_a_client_reset_does_not_take_the_simulator_down(tmp_path: Path) -> None:
+    import socket as stdlib_socket
+    import struct
+
+    from trioprint.domain.klippy import KlippyConnection
+    from trioprint.sim.server import SimKlippy
+
+    sock_path = Path(tempfile.mkdtemp(dir="/tmp")) / "s.sock"
+    sim = SimKlippy(sock_path, tmp_path / "gcodes", speed=10)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(sim.run)
+        with trio.fail_after(WAIT):
+            for _ in range(3):
+                stream = await trio.open_unix_socket(str(sock_path))
+                codec = KlippyConnection()
+                _, data = codec.send_request(
+                    "objects/subscribe",
+                    {"objects": {"extruder": None}, "response_template": {"method": "s"}},
+                )
+                await stream.send_all(data)
+                await stream.receive_some()
+                await trio.sleep(0.6)  # pushes pile up unread: closing now resets the link
+                stream.socket.setsockopt(
+                    stdlib_socket.SOL_SOCKET, stdlib_socket.SO_LINGER, struct.pack("ii", 1, 0)
+                )
+                stream.socket.close()
+                await trio.sleep(0.3)
+            async with await trio.open_unix_socket(str(sock_path)) as stream:
+                codec = KlippyConnection()
+                _, data = codec.send_request("info")
+                await stream.send_all(data)
+                codec.receive_data(await stream.receive_some())
+                answer = codec.next_event()
+        assert getattr(answer, "result", {}).get("state") == "ready"
+        nursery.cancel_scope.cancel()
+    sock_path.parent.rmdir()

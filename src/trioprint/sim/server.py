@@ -224,10 +224,11 @@ class SimKlippy:
                             assert isinstance(request, Request)
                             nursery.start_soon(self._answer, client, request)
                     nursery.cancel_scope.cancel()
-        except RemoteProtocolError as exc:
-            log.warning("simulator: client %d: %s", client.number, exc)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
+        # the reader and the writer share a nursery: their errors arrive as a group
+        except* RemoteProtocolError as group:
+            log.warning("simulator: client %d: %s", client.number, group.exceptions[0])
+        except* (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass  # the client went away (a reset included): only that client is done
         finally:
             self._clients.pop(client.number, None)
 
@@ -249,6 +250,11 @@ class SimKlippy:
         except GcodeError as exc:
             if request.id is not None:
                 client.send(KlippyServerConnection.error(request.id, str(exc)))
+            return
+        except Exception as exc:  # a bug in the model must not take the printer down
+            log.exception("simulator: %s failed", request.method)
+            if request.id is not None:
+                client.send(KlippyServerConnection.error(request.id, f"Internal error: {exc!r}"))
             return
         if request.id is not None:
             client.send(KlippyServerConnection.respond(request.id, result))
