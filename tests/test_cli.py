@@ -98,6 +98,7 @@ async def test_fresh_start_with_no_config_and_call(tmp_path: Path) -> None:
     try:
         # the default data folder was created in the (empty) home folder, with the log
         assert (tmp_path / "printer_data" / "logs" / "trioprint.log").exists()
+        assert (tmp_path / "printer_data" / "gcodes").is_dir()
         url = f"ws://127.0.0.1:{started.port}/websocket"
         result = await trio.to_thread.run_sync(
             lambda: run(["call", "server.info", "--url", url], tmp_path)
@@ -215,3 +216,26 @@ def test_simulator_socket_problem_is_one_line(tmp_path: Path) -> None:
     line = one_line_error(result)
     assert "simulated printer" in line
     assert "trioprint-sim.sock" in line
+
+
+async def test_call_into_a_closed_pipe_is_quiet(tmp_path: Path) -> None:
+    started = await start_trioprint(tmp_path)
+    try:
+        url = f"ws://127.0.0.1:{started.port}/websocket"
+        command = " ".join([*trioprint_command(), "call", "server.info", "--url", url])
+        # head reads one line and exits: the rest of the output meets a closed pipe
+        result = await trio.to_thread.run_sync(
+            lambda: subprocess.run(
+                ["bash", "-c", f"set -o pipefail; {command} | head -c 1"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                env=subprocess_env(tmp_path),
+                cwd=tmp_path,
+            )
+        )
+        assert result.stdout == "{"
+        assert "Traceback" not in result.stderr
+        assert result.returncode == 0, result.stderr
+    finally:
+        await stop(started)

@@ -191,8 +191,12 @@ def run_call(method: str, params_text: str | None, *, url: str, timeout: float) 
         if isinstance(err, dict):
             return _fail(f"{err.get('message')} (code {err.get('code')})")
         return _fail(f"{err}")
-    json.dump(reply.get("result"), sys.stdout, indent=2)
-    sys.stdout.write("\n")
+    try:
+        json.dump(reply.get("result"), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+    except BrokenPipeError:  # `trioprint call ... | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return EXIT_OK
 
 

@@ -131,6 +131,7 @@ class SimKlippy:
     # -- the task tree ---------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        self.gcodes_dir.mkdir(parents=True, exist_ok=True)  # where users put files to print
         self._real0 = trio.current_time()
         self._sim0 = time.monotonic()  # eventtimes look like klippy's (seconds since boot)
         self.machine = self._new_machine()
