@@ -36,7 +36,7 @@ import trio
 
 from .. import rpc
 from .._version import __version__
-from ..bus import Event
+from ..bus import Bus, Event
 from ..domain.klippy import Notification
 from ..domain.status import (
     ClientView,
@@ -102,7 +102,7 @@ class Klippy:
 
     def __init__(
         self,
-        bus: Any,
+        bus: Bus,
         websockets: WebsocketManager,
         connect: Connect,
         *,
@@ -257,10 +257,6 @@ class Klippy:
 
     def _connection_closed(self, conn: WebsocketConnection) -> None:
         self._subs.remove(conn.connection_id)
-
-    def client_subscription(self, cid: int) -> ObjectSpec | None:
-        view = self._subs.get(cid)
-        return None if view is None else dict(view.spec)
 
     # -- klippy's pushes -------------------------------------------------------------------
 

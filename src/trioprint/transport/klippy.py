@@ -219,14 +219,6 @@ class KlippySession:
             raise waiter.error
         return waiter.result
 
-    def fail_waiting(self, error: ApiError) -> int:
-        """Fail every request still waiting for an answer; how many there were."""
-        waiters, self._waiters = self._waiters, {}
-        for req_id, waiter in waiters.items():
-            self._codec.forget(req_id)
-            waiter.resolve(error=error)
-        return len(waiters)
-
     async def emergency_stop(self) -> Any:
         """Send ``emergency_stop`` ahead of everything; then fail every other waiting request.
 
