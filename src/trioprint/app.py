@@ -33,6 +33,7 @@ from hypercorn.utils import wrap_app
 
 from .bus import Bus
 from .components.data_store import DataStore
+from .components.files import Files, printing_check, serve_file
 from .components.klippy import Klippy
 from .components.machine import Machine
 from .components.printer import Printer
@@ -103,12 +104,18 @@ class Instance:
         self.klippy = Klippy(
             self.bus, self.websockets, functools.partial(open_unix, address), address=address
         )
+        self.files = Files(config, self.bus, self.websockets)
+        self.files.is_printing = printing_check(self._printed_file)
+        self.klippy.set_internal_subscription(
+            "print_state", {"print_stats": ["filename", "state"]}, lambda diff, t: None
+        )
         self.components: list[Any] = [
             ServerCore(self),
             Machine(self),
             self.klippy,
             Printer(self.klippy),
             DataStore(self.klippy),
+            self.files,
         ]
         for component in self.components:
             self.registry.add_component(component)
@@ -116,6 +123,8 @@ class Instance:
             self.registry,
             cors_domains=config.authorization.cors_domains,
             max_body_size=config.server.max_upload_size * 1024 * 1024,
+            serve_file=functools.partial(serve_file, self.files),
+            delete_file=self.files.remove_file,
         )
         self.bound: list[tuple[str, int]] = []
 
@@ -132,7 +141,14 @@ class Instance:
         return ["application", "websockets", *(c.name for c in self.components), *sim]
 
     def registered_directories(self) -> list[str]:
-        return []
+        return self.files.registered_directories()
+
+    def _printed_file(self) -> str | None:
+        """The file klippy is printing or has paused (gcodes-relative), else None."""
+        stats = self.klippy.cache.state.get("print_stats", {})
+        if stats.get("state") in ("printing", "paused"):
+            return str(stats.get("filename") or "") or None
+        return None
 
     def stop(self) -> None:
         self._stop.set()

@@ -81,11 +81,19 @@ def compile_origins(patterns: Iterable[str]) -> re.Pattern[str] | None:
     return re.compile("^(?:" + "|".join(parts) + ")$", re.IGNORECASE)
 
 
+#: ``GET /server/files/{root}/{path}``: (root, path, Range header) -> a streamed response.
+ServeFile = Callable[[str, str, str | None], Awaitable[Response]]
+#: ``DELETE /server/files/{root}/{path}``: "root/path" -> the result.
+DeleteFile = Callable[[str], Awaitable[Any]]
+
+
 def create_http_app(
     registry: Registry,
     *,
     cors_domains: Iterable[str] = (),
     max_body_size: int = 1024 * 1024 * 1024,
+    serve_file: ServeFile | None = None,
+    delete_file: DeleteFile | None = None,
 ) -> QuartTrio:
     """The Quart-Trio app that serves every registry endpoint over HTTP."""
     app = QuartTrio("trioprint")
@@ -155,6 +163,22 @@ def create_http_app(
             log.exception("internal error in %s /%s", verb, path)
             return error_response(500, f"Internal error: {exc!r}")
 
+    async def file_route(root: str, path: str) -> Response:
+        """Files by path, the one route the registry cannot declare (a path in the URL)."""
+        if registry.by_path(f"/server/files/{root}/{path}") is not None:
+            return await api(f"server/files/{root}/{path}")
+        try:
+            if request.method == "GET" and serve_file is not None:
+                return await serve_file(root, path, request.headers.get("Range"))
+            if request.method == "DELETE" and delete_file is not None:
+                return json_response({"result": await delete_file(f"{root}/{path}")})
+        except ApiError as exc:
+            return error_response(exc.status, exc.message)
+        return error_response(405, f"Method {request.method} not allowed for this file path")
+
+    app.add_url_rule(
+        "/server/files/<root>/<path:path>", "files", file_route, methods=["GET", "DELETE"]
+    )
     app.add_url_rule("/", "api_root", api, methods=_ALL_VERBS, defaults={"path": ""})
     app.add_url_rule("/<path:path>", "api", api, methods=_ALL_VERBS)
     return app
