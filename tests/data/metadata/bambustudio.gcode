@@ -1,0 +1,240 @@
+; HEADER_BLOCK_START
+; BambuStudio 01.09.07.52
+; model printing time: 41m 53s; total estimated time: 48m 40s
+; total layer number: 75
+; total filament length [mm] : 3186.40
+; total filament volume [cm^3] : 7664.17
+; total filament weight [g] : 9.66
+; filament_density: 1.26
+; filament_diameter: 1.75
+; max_z_height: 15.00
+; HEADER_BLOCK_END
+
+; THUMBNAIL_BLOCK_START
+;
+; thumbnail begin 64x64 11632
+; iVBORw0KGgoAAAANSUhEUgAAAEAAAABACAYAAACqaXHeAAAh2UlEQVR42o3ZUYha57rw8bnwQjZSpE
+; iRjRykSJAgQYoXEmSQQYIULySMs8fpmNT2CNumdro6XXuOBOGVYTEshsUgwQsJMsiwGGL3EWpOTGMa
+; 07r3J99xd3uCBAmy8UI2UqRIkY0X3vy/ufw4by9yMReZrDjDP/x4nne9G//33/6N///LvmHFsfE7nB
+; s2XBvvCPeGHc/Gu3g3HPg23uN/Px/ecBPZeJ/ohofYxjXiG14SG9dFcsNHauOG9LyyERTqxk3yGyEK
+; G5sUN8JoG1voGxGMjVvifz9f24hjbtymvpEQjY0/0NxI0tr4iPZGis7GXenzhxtZRhv3GG/kmGwcMN
+; 1QxGzjkPmGymLjSHp+Qwpg+R0Oiw2n5R1cFrtwW97FY3HgtbyHz+KUA1jeJ2LxELVcI2bxErdcJ2Hx
+; iaTlBimLXw5guSlUS4i8ZZOCJUzRsoVmiaBbbmFYonIAy21MyzZ1yx9Ew5KkafmIliVF23KXjiUtB7
+; DcY2TJMbYcMLEoTC2HYmZRmVuOWFjybxHAasNhfQen1Y7L+q5wWx14rO/htTrxWX8vB7B6iFivEbV6
+; iVmvE7f6SFhviKTVT8r6gRzAGhKqdZO8NUzBukXRGkGz3kK3RjGsH8oBrNuY1h3q1qRoWD+iaU3Rst
+; 6lbU3TsX4qB7DmGFkPGFsVJtZDplZVzKxHzK15Ftb7bxHA9g4Omx2n7V1cNodw297DY3Pitf0en80l
+; B7BdI2LzErVdJ2bzEbfdIGHzi6TtA1K2gBzAtilUW5i8bYuCLULRdgvNFkW3fYhhi8kBbDuYtl3qto
+; 9Ew5aiabtLy5ambfuUji0jB7AdMLIpjG2HTGwqU9uRmNnyzG33WdgKcoANu1VY7L/Dardhs7+D3W7H
+; YX8Xp92By/6e9Av57W4C9vcJ2j0iZL9G2O4lYr9O1O4jZpfNp+1BMvabZO0hcvZNFHtYqPYt8vYIBf
+; st6fmSPU7ZfpuKfZuqfYeafRfTvkfdnhINu2y+a8/Ss98TfXuOgf2AoV1hZD9kbFeZ2GXzS3uRlf2Y
+; tV0D+4nY2HD8TlgcNqyOd7A57Ngd7+JwOHA63sPlcMoBHO8TcHgIOq6JkMNL2HGdiMNH1HGDmEM2n3
+; bcJOMIkXVsknOEURxbQnVEyDtuUXBE5QCO25Qd21QcO1Qdu9Qce5iOfeqOu6LhkM13HffoOXKi7zhg
+; 4FAYOg4ZOVTGjiMmDtn80nHMyqGxdpyAQ78K4LQJi/MdrE47Nue72J0OHM73cDqduJy/lwM4PQSc1w
+; g6vSLkvE7Y6SPivEHU6SfmlM2nnSEyzk2yzjA55xaKMyJU5y3yzigF54dyAOc2ZecOFecuVeceNec+
+; pvMOdWdaNJyy+a4zR895IPpOhYHzkKFTZeQ8YuzMM3HK5pdOjZXzhLVTB+fpVQDXO8LismN1vYvN5c
+; Dueg+Hy4nT9XtcLpccwHWNgMtL0HVdhFw+wq4bRFx+oq4PiLlk82nXJhlXmKxri5wrguK6JVRXlLzr
+; QwqumBzAtUPZtUvFtUfVtU/NdQfT9TF116ei4ZLNd10H9FyK6LsOGbhUhq4jRq48Y9d9Ji7Z/NJ1ws
+; qls3adgsu4CuC2C4v7XaxuBza3POfdbjce9/t43R587mv43V4C7usE3T4Rcsvm4+4gCfdNkXSHSLk3
+; SbvDZNxbZN0Rcm7ZfNEdR3PfRndvY7h3RMm9S9m9R8W9T9V9R3q+6c7Sct+j7c7RcR/QdSv03Iei71
+; YZuGXzU3dRzNzHzN0aC/cJS7fOyn3K2m2A++wqgOddYfE4sHrew+aR57zb8z4ejwev5xo+jxe/5zoB
+; j4+g54YIeWTzcc9NEp6QSHo2SXnCpD1bZDwRsp5b5Dyy+aLnNppnG92zg+HZFSXPHmXPPhXPHaqej+
+; UAnnu0PDnangM6HoWu55CeRxV9zxEDj2x+6jkWM4/G3HPCwqOz9Jyy8hisPWfgKV0F8DqExfseVq8T
+; m1ee826vB4/3Gl6vF5/3On6vj4D3BkGvX4S8svm4N0TCuymS3jAp7xZpb4SM9xZZb5ScVzZf9G6jeX
+; fQvbsY3j1R8u5T9t6h4v2YqvcTOYA3R8t7QNur0PEe0vWq9LxHou/NM/DK5qdeTcy8J8y9OgvvKUuv
+; wcp7xtpbAu+DqwC+94TF58Tq+z02nzzn3b5reHxevL7r+Hw+/L4bBHx+gr4PRMgnm4/7Nkn4wiLp2y
+; Lli5D23SLji5L1fUjOJ5sv+nbQfLvovj0M374o+e5Q9n1MxfcJVd+/ywF8B7R8Cm3fIR2fStd3RM+X
+; F33ffQY+2fzUdyJmPp2575SFz2DpO2PlK7H2PQBfWciLkN+Nw/8+Tr8Hl/+acPu9ePzX8fp9+Pyy+b
+; A/SMR/k6g/RMy/SdwfJuHfEkl/hJRfNq/440L13ybv36bg36Ho30Xz76H79zH8d+RFyP9HTP9n1P05
+; 0fAf0PQrtPyHtP0qHb9sfugvMvIfM/ZrTPwnTP26mPlPmfsNFv6zt9gEA+/jCHhwBq7hCniFO3AdT8
+; CHN3ADX0A2Hw7cJBIIEQ1sEguEiQe2SAQiIhm4RSogm1cCt4Ua2CYf2KEQ2KUY2EML7KMH7mAEPpYD
+; BD7DDHxOPXAgGgGFZuCQVkClHTiiE5DNDwPHjAIa48AJk4DONHAqZgGDeeCMRaD0FgGCHhzBaziDXl
+; zB68Id9OEJ3sAb9OMLyubDwRCR4CbRYJhYcIt4MEIieEskg1FSQdm8EtwWanCHfHCXQnCPYnAfLXgH
+; PfgxRvATOUDwc8zgF9SDimgED2kGVVrBI9rBPJ2gbH4Y1BgFTxgHdSbBU6ZBQ8yCZ8yDJRbBB28RIH
+; QNR8iLM3QdV8gn3KEbeEJ+vKEP8IVk8+HQJpFQmGhoi1goQjx0i0QoKpKhD0mFZPNKaEeooV3yoT0K
+; oX2KoTtooY/RQ59ghP5dDhD6AjP0JfXQoWiEVJqhI1qhPO3QfToh2fwwdMIopDMOnTIJGUxDZ2IWKj
+; EPPWARKv/GWSDsFpbw+1jDHmzha9jDXhzh6zjDPlzhG/IiFA4SCN8kGA6JUHiTcDhMJLxFNBwhFpbN
+; p8NxMuHbZMPb5MI7KOFdoYb3yIf3KYTlOV8K/5Fy+DMq4c+phr+gFv4SM/wV9bAqGmHZfDdcpBc+Fv
+; 2wxiB8wjCsMwqfMg4bTMKy+WW4wir8kHW4CuHzqykQeV9YIh6skWvYIl7skes4Ij6ckRu4In45QOQm
+; gUiIYGRThCJhwpEtIpEI0cgtYhHZfDpym0xkm2xkh1xkFyWyJ9TIPvnIHQoRec6XIp9RjnxOJfIF1c
+; iX1CJfYUa+ph45Eo2IbL4bOaYX0UQ/csIgojOMnDKKGIwjZ0wisvll5CGrSJV15BwitasAUY+wRK9h
+; jXqxRa9jj/pwRG/gjPpxRT+QA0RDBKKbBKNhEYpuEY5GiERvEY1GiUVl8+noNpnoDtnoLrnoHkp0X6
+; jRO+SjH1OIynO+FP2ccvQLKtEvqUa/ohb9GjP6J+rRvGhEZfPdqEYveiL6UZ1B9JRh1GAUPWMcLTGJ
+; yuaX0Sqr6DnraA2iF1cBYteEJebFGruOLebDHruBI+bHGfsAVywgB4htEoiFCca2RCgWIRy7RSQWJR
+; r7kFhMNp+O7ZCJ7ZKN7ZGL7aPE7gg19jH52CcUYvKcL8W+oBz7kkrsK6qxr6nF/oQZ+w/qsfuiEZPN
+; d2Mn9GK66MdOGcQMhrEzRrES49gDJjHZ/DJ2zipWYx27gJh5FSDuFZb4daxxH7a4POfd8SCe+E288R
+; C++Cb+eJhAfItgPCJCcdl8PB4nEb8tkvFtUvEd0vFdMvE9svF9cnHZfDH+R7T4Z+jxzzHiX4hS/EvK
+; 8a+oxL+mGv+TvAjFi7Tix7TjGp34Cd24Ti9+Kvpxg0FcNj+NV8Qs/pB5vMoifs4yXmMVv2AdNyF+eR
+; UgcV1YEj6siRvYEvKcdydu4kmE8CY28SXC+BNbBBIRgolbIpSQzccTt0kkEiKZ+AOpRJJ04iMyiRTZ
+; xF1yCfk8X0zcQ0vk0BMHGAlFlBKHlBMqlcQR1YRsvpk4ppXQaCdO6CR0uolTeglD9BNnDBKy+WnioZ
+; glqswT5ywSNZaJC1YJk3XiEhL1qwBJn7Akb2BN+rEl5TnvTobwJDfxJsP4klv4kxECyVsEk1ERSsrm
+; 48ltEsk/iGQySSr5EelkikzyLtlkmlxSPs8Xkzm05AF6UsFIHopSUqWcPKKSzFNNyuabSY1W8oR2Uq
+; eTPKWbNOglz0Q/WWKQlM1Pk1UxS54zT9ZYJC9YJk1WyUvWyUeQ/PNVgNQNYUn5saY+wJaS57w7tYkn
+; Fcab2sKXiuBP3SKQihJMfShCKdl8PLVDIpUUydRHpFIp0qm7ZFJpsqlPyaXk83wxdYCWUtBThxgpVZ
+; RSR5RTeSqp+1RTsvlm6oRWSqedOqWTMuimzuilSqKfesAgJZufps7FLFVjnrpgkTJZpi5ZpR6xTn0D
+; qcZvnAXSQRzpmzjTIVzpTeFOh/Gkt/CmI/jSsvlwOk4kfZtoeptYeod4epdE+iORTKdIpeV3eEo6K9
+; T0PfLpHIX0AcW0gpY+RE+rGOkjeRFKFzHTx9TTmmikT2imdVrpU9ppg05aNj9MVxilHzJOV5mkz5mm
+; a2KWvmCeNlmkL99iE8zcxJEJ4cxs4sqEhTuzhScTwZu5hS8jmw9nbhPJbBPN7BDL7BLP7JHIpEQyc5
+; dURjavZO4JNZMjnzmgkFEoZg7RMip65ggjk5cDZI4xMxr1zIloZHSamVNaGYN25oxORjY/zDxklKky
+; zpwzydSYZi7ELGMyz1yyyDx6iwDZEI7sJs5sGFd2S7izETzZW3izUXxZ2Xw4u00ku0M0u0ssu0c8u0
+; 8ie1cks2lSWdm8ks0JNXtAPqtQyB5SzKpo2SP0bB4je18OkNUwsyfUs7poZE9pZg1a2TPa2RKdrGx+
+; mK0yyp4zztaYZC+YZk0xy14yzz5ikf3mLQLkNnHkwjhzW7hyEeHO3cKTi+LNfYgvJ5sP53aI5HaJ5v
+; aI5faJ5+6QyKVFMvcpqZxsXskdCDWnkM8dUsipFHNHaLk8eu4+Rq4gB8idYOZ06rlT0cgZNHNntHIl
+; 2rkHdHKy+WHunFGuxjh3wSRnMs1dilnuEfPcNyxy//kbZwElKCzKTaxKCJuyiV0J41C2cCoRXIp8V+
+; dX4gSU2wSVbRFSdggru0SUPaLKPjFFnvNpJUtGuUdWyZFTDlAURajKIXlFpaDIu31JKVJWjqkoGlXl
+; hJqiYyqn1BVDNBTZfFep0FMeir5SZaCcM1RqjJQLxorJRJHNL5VvWSmPWStPQPnuagqoN4VFDWFVN7
+; GpYezqFg41glO9hUuV7+r86m0C6jZBdUeE1F3C6h4RdZ+oeoeYKu/2afUeGTVHVj0gpyoo6qFQVZW8
+; ekRBled8ST2mrGpU1BOqqk5NPcVUDerqmWiosvmu+pCeWhV99ZyBWmOoXjBSTcbqJRNVNr9UH7NSn7
+; BWn4LavgqQDwlLfhNrPowtv4U9H8GRv4UzH8WVl+/q/PltAvkdgvldEcrvEc7vE8nfIZr/mFhe3u3T
+; +RyZ/AHZvEIuf4iSV4WaPyKfz1PIy3O+lNco50+o5HWq+VNqeQMzf0Y9XxKNvGy+m6/Sy5+Lfr7GIH
+; /BMG8yyl8yzj9ikpfNL/NPWOWfss4/g/z3VwEKm8JSCGMtbGErRLAXbuEoRHEWPsRVkO/q/IUdAoVd
+; goU9ESrsEy7cIVL4mGjhE2IFebdPFw7IFBSyhUNyBRWlcCTUQp584T6FgjznS4UTygWdSuGUasGgVj
+; jDLJSoFx6IRkE23y2c0yvURL9wwaBgMixcMio8Ylz4hklBNr8sPGVVeMa68BwKnasAxbCwFLewFiPY
+; ivKcdxfjeIq38Ra38RV38Bd3CRT3CBb3Ragom48X/0iieE8kizlSxQPSRYVM8ZBsUSVXlM0Xi0W04j
+; F6UcMonohSUadcPKVSNKgWZfPNYoVW8SHtYpVO8ZxusUaveCH6RZNBUTY/LX4rZsXHzItPWBSfsiw+
+; Y1V8zrr4Aoo/XAXQtoRFi2DVbmHT5Dnv1m7j0bbxajv4tF382h4BbZ+gdkeENNl8XPuMhJYTSe2AlK
+; aQ1g7JaCpZ7YicJpsvasdomoaunWBouihpp5Q1g4p2RlWTzTe1h7S0Km3tnI5Wo6td0NNM0dcuGWiy
+; +an2WMy0J8y1pyy0Zyy156y0F6y1l6B1rwLoEWHRb2HVo9h0ec679W08+g5efRefvodf3yeg3yGofy
+; xCumw+rn9OQj8QSV0hpR+S1lUy+hFZPU9Ol80XdQ1NP0HXdQz9VJR0g7J+RkUvUdVl8029Sks/p63X
+; 6OgXdHWTnn4p+vojBrpsfqo/ETP9KXP9GQv9OUv9BSv9JWv9R9D/ehXAuCUsRhSr8SE2Q57zbmMHj7
+; GL19jDZ+zjN+4QMD4maHwiQoZsPm58QcJQRNI4JGWopI0jMkaerHGfnCGbLxonaIaObpxiGIYoGWeU
+; jRIV4wFVQzbfNM5pGTXaxgUdw6RrXNIzHom+8Q0DQzY/NZ6KmfGMufGchfGCpfGSlfEja+MvYPR+4y
+; xQiuMo3cZZ2sZV2hHu0i6e0h7e0j6+kmw+XPojkdJnREufEyt9Qbz0JYnSoUiWVFIl2bxSKgq1dEy+
+; pFEonVAs6WilU/SSgVE6kxehUgWz9JB6qSoapXOapRqt0gXtkkmnJJsflr5lVHrMuPSESekp09IzMS
+; s9Z156waL08i02wfJtHOVtnOUdXOVd4S7v4Snv4y3fwVeWzYfLnxEpf060/AWx8pfEy1+RKKsiWT4i
+; VZbNK+VjoZY18uUTCmWdYvkUrWygl88wyiU5QPkhZrlKvXwuGuUazfIFrbJJu3xJpyybH5YfMyo/YV
+; x+yqT8jGn5uZiVXzAvv2RR/vEtAlS2cVR2cFZ2cVX2hLuyj6dyB2/lY3wV2Xy48jmRyhdEK18Sq3xF
+; vPI1icqRSFbypCqyeaWiCbVyQr6iU6icUqwYaJUz9EoJo/JADlCpYlbOqVdqolG5oFkxaVUuaVce0a
+; nI5oeVJ4wqTxlXnjGpPGdaeSFmlZfMKz+yqPzlLQJUd3BUd3FW93BV94W7egdP9WO81U/wVWXz4eoX
+; RKpfEq1+Raz6NfHqn0hU8yJZvU+qKptXqidCrerkq6cUqgbF6hlatYRefYBRLcsBqueY1Rr16oVoVE
+; 2a1Uta1Ue0q9/Qqcrmh9WnjKrPGFefM6m+YFp9KWbVH5lX/8Ki+n9+4yxQiwtL7TbW2ja22g722i6O
+; 2h7O2j6umnxX56/9kUDtM4K1z0Wo9gXh2pdEal8RrX1NrCa/w0vXimRqx2RrGrnaCUpNF2rtlHzNoF
+; CT53ypVqFce0ilVqVaO6dWq2HWLqjXTNGoyea7tW/p1R6Lfu0Jg9pThrVnjGrPGddeMKnJ5pe1/2ZV
+; +xvr2t+h9upqCpi3hcXcxmruYDN3sZt7OMx9nOYdXKZ8V+c3PyNgfk7Q/EKEzC8Jm18RMb8mav6JmP
+; kfcgDzmIypkTVPyJk6inkqVNMgb55RMOU5XzIfUjarVMxzqmaNmnmBaZrUzUvRMGXzXfMxPfOJ6JtP
+; GZjPGJrPGZkvGJsvmZiy+aX5N1bm31mb/wPm8CpAPSEs9T9grSex1T/CXk/hqN/FWU/jqn8qB6jnCN
+; QPCNYVEaofEq6rROpHROt5YnXZfLqukamfkK3r5OqnKHVDqPUz8vUShbo850v1KuX6OZV6jWr9glrd
+; xKxfUq/XRaP+ZzlAvUWv/p3o19sM6t8zrHcY1X9gXO8yqf9VDlAfsKq/Yl0fQv31VYDGH4SlkcTa+A
+; hbI4W9cRdHI42z8SmuRkYO0Dgg0FAINg5FqKESbhwRaeSJNu4Ta8jm040TMg2dbOOUXMNAaZwJtVEi
+; 33hAoSHP+VLjnHKjRqVxQbVhUmtcYjYeUW/8WTQaDTlA4zt6jbboN75n0OgwbPzAqNFl3Pgrk0ZPDt
+; B4xaoxZN14DY3RVYBmUliaH2FtprA15Xd47mYWT/Me3mYOX/MAf1Mh0Dwk2FRFqCnP+XizSKJ5LJJN
+; jVTzhHRTJ9M8Jds0yDVl88VmBa35EL1ZxWiei1KzRrl5QaVpUm3K5pvNJq3mf9Futug0v6PbbNNrfi
+; /6zQ6D5g/yItTsi1nzJ+bNAYvmK5bNIavma9bNETTfXAVofSQsrRTW1l1sLfkdnrt1D08rh7d1gK+l
+; 4G8dEmipBFtHItSS53y8dUyipYlk64RUSyfdOiXTMsi2zsi1ZPPF1kO0VhW9dY7RqolS64Jyy6TSuq
+; Taks03W/9Fq9Wi3fqOTqtNt/U9vVZH9Fs/MGh15QCtn8SsNWDeesWiNWTZes2qNWLdegOt8VWAdkpY
+; 2nexttPY2vI7PHc7h6d9gLet4Gsf4m+rBNpHBNt5EWrL5uNtjUT7RCTbOqn2Kem2QaZ9RrZdIteWzR
+; fbVbT2OXq7htG+EKW2Sbl9SaX9iGpbnvPNdotW+zva7Tad9vd02x167R9Ev91l0JbNT9sDMWu/Yt4e
+; smi/ZtkesWq/Yd0eQ/sfVwE6d4Wlk8ba+RRbR36H5+4c4OkoeDuH+Doq/s4RgU6eYOe+CHVk8/HOCY
+; mOLpKdU1Idg3TnjEynRLbzgFxHNl/snKN1auidC4yOKUqdS8qdR1Q631DtyHO+2fmOVqdNu/M9nU6H
+; bucHep2u6Hf+yqAjm592XolZZ8i885pFZ8Sy84ZVZ8y68w/oTH7jLNDN4ujew9nN4eoeCHdXwdM9xN
+; tV8XVl8+FukUj3mGhXI9Y9Id7VSXRPRbJrkOrK5pVuRajdh+S7VQrdc4rd2tWp9AK9a2J0L+VFqPst
+; Zvcx9W5LNLrf0ey2aXW/p93t0OnK5ofdPqPuT4y7AybdV0y7QzHrvmbeHbHovnmLTbB3D0cvh7N3gK
+; unCHfvEE9Pxds7wteTzYd7x0R6GtHeCbGeTrx3SqJniGTvjFRPNq/0Hgq1VyXfO6fQq1HsXaD1TPTe
+; 5dXh7JEcoPcYs/eEeu870ei1afa+p9Xr0O79QKcnmx/2fmLUGzDuvWLSGzLtvRaz3oh57w2L3vgtAv
+; RzOPoHOPsKrv6hcPdVPP0jvP08vr5sPtzXiPRPiPZ1Yv1T4n2DRP9MJPslUn3ZvNKvCrV/Tr5fo9C/
+; oNg30fqX6P1HGP1v5AD9J5j9p9T7bdHof0+z36HV/4F2v0unL5sf9geM+q8Y94dM+q+Z9kdi1n/DvD
+; 9m0f/HWwQYHOAYKDgHh7gGqnAPjvAM8ngH9/ENZPPhwQmRgU50cEpsYBAfnJEYlERy8IDUQDavDM6F
+; OqiRH1xQGJgUB5dog0fog28wBv8pBxg8xRw8oz74XjQGHZqDH2gNurQHf6UzkM0PB68YDYaMB6+ZDE
+; ZMB2/EbDBmPvgHi8HkN84Cw6ywDO9hHeawDQ+wDxUcw0OcQxXXUL6r8w+LBIbHBIeaCA1PCA91IsNT
+; okOD2FA2nx5WyAwfkh1WyQ3PUYY1oQ4vyA9NCkN5zpeG31IePqYyfEJ1+JTa8NnVxvqc+rAjGkPZfH
+; fYpzf8SfSHAwbDVwyHQ0bD14yHIyZD2fxyOGU1/Cfr4QyGP19NgdE9YRnlsI4OsI0U7KNDHCMV5+gI
+; 10i+q/OPjgmMNIKjExEa6YRHp0RGBtHRGbGRbD49ekhmVCU7Oic3qqGMLoQ6MsmPLimM5DlfGj2mPH
+; pCZfSU6ugZtdFzzNEL6qMfRGMkm++OfqI3Goj+6BWD0ZDh6DWj0Yjx6A2TkWx+Ofonq9GM9ehnGM2v
+; AoxzwjI+wDpWsI0PsY9VHOMjnOM8rrF8V+cfawTGJwTHugiNTwmPDSLjM6LjErGxbD49rpIZn5Md18
+; iNL1DGplDHl+THjyiM5TlfGj+hPH5KZfyM6vg5tfELzPFL6uOuaIxl893xgN74leiPhwzGrxmOR4zG
+; bxiPx0zGsvnleMZq/DPr8RzGv1wFmBwIy0TBOjnENlGxT45wTPI4J/dxTeS7Ov/khMBEJzg5FaGJQX
+; hyRmRSIjp5QGwim09PzslMamQnF+QmJsrkUqiTR+Qn31CYyHO+NHlKefKMyuQ51ckLapOXmJMfqU/+
+; KhoT2Xx38oreZCj6k9cMJiOGkzeMJmPGk38wmcjml5OfWU3mrCe/wGRxFWCqCMv0EOtUxTaV57x7Ws
+; QzPcY71fBNT/BPdQLTU4JTQ4Smsvn4tEJi+lAkp1VS03PS0xqZ6QXZqUluKpsvTr9Fmz5Gnz7BmD4V
+; pekzytPnVKYvqE7l83xz2qc1/Yn2dEBn+orudEhv+lr0pyMGU9n8dDoVs+k/mU9nLKY/s5zOWU1/YT
+; 1dwPTXqwCzQ2GZqVhnR9hm8px3z47xzDS8sxN8Mx3/7JTAzCA4OxOhmWw+PntIYlYVydk5qVmN9OyC
+; zMwkO7skN5PNF2eP0WZP0GdPMWbPRGn2nPLsBZXZS6oz+TzfnP1EazagPXtFZzakO3tNbzYS/dkbBj
+; PZ/HT2TzGbzZjPfmYxm7Oc/cJqtmA9+xVmy6sAc1VY5kdY53lsc3nOu+canvkJ3rmOb36Kf24QmJ8R
+; nJdEaC6bj8+rJObnIjmvkZpfkJ6bZOaXZOePyM1l88X5E7T5U/T5M4z5c1Gav6A8f0ll/iPVufwOrz
+; kf0Jq/oj0f0pm/pjsf0Zu/Ef35mMFcNj+dz8Rs/jPz+ZzF/BeW8wWr+a+s50uY/+sqwOJIWBZ5rIv7
+; 2BbynHcvTvAsdLyLU3wLA//ijMCiRHDxQIQWsvn44pzEoiaSiwtSC5P04pLM4hHZxTfkFrL54uIp2u
+; IZ+uI5xuKFKC1eUl78SGXxF6oL+R1ec/GK1mJIe/GazmJEd/GG3mIs+ot/MFjI5qeLn8VsMWe++IXF
+; YsFy8SurxZL14l+wWP3GWWBZxLE8xrnUcC1PhHup41me4l0a+Jay+fCyQmT5kOiySmx5TnxZI7G8EM
+; mlSWopm1eW3wp1+Zj88gmF5VOKy2doy+foyxcYy5fyIrT8b8zl36gvB6KxfEVzOaS1fE17OaKzlM0P
+; l1NGy38yXs6YLH9mupyL2fIX5ssFi+Wvb7EJro5xrDScqxNcK124V6d4Vgbe1Rm+lWw+vHpIZFUluj
+; ontqoRX12QWJkiuboktZLNK6vHQl09Ib96SmH1jOLqOdrqBfrqJcbqRznA6m+Yq79TX70SjdWQ5uo1
+; rdWI9uoNnZVsfrj6J6PVjPHqZyarOdPVL2K2WjBf/Xr1H758iwBrDcf6BOdax7U+Fe61gWd9hnddwr
+; eWzYfXVSLrc6LrGrH1BfG1SWJ9KZLrR6TWsnll/USo66fk188orJ9TXL9AW79EX/+Isf6LHGD9d8z1
+; /1BfD0Vj/ZrmekRr/Yb2ekxnLZsfrmeM1j8zXs+ZrH9hul6I2fpX5usli/W/3iIAJzjQcXKKC0O4Oc
+; NDCS8P8CGbD3NOhBpRLohhEueSBHWR5M+kkN/hKXwnVNrk+Z4CHYr8gEb36if+FYOeHIBXV586pM5r
+; 0WBEkze0GF99wj+u/rVsfsjPV0/Nr5745epvF0z5VcxYXn3nX1d/WknP/z/X4mP8vNNj2QAAAABJRU
+; 5ErkJggg==
+; thumbnail end
+;
+; THUMBNAIL_BLOCK_END
+
+; CONFIG_BLOCK_START
+; chamber_temperatures = 0
+; cool_plate_temp = 35
+; cool_plate_temp_initial_layer = 35
+; curr_bed_type = Cool Plate
+; default_filament_profile = "Bambu PLA Basic @BBL X1C"
+; eng_plate_temp_initial_layer = 0
+; filament_colour = #00AE42
+; filament_settings_id = "Bambu PLA Basic @BBL P1P"
+; filament_type = PLA
+; hot_plate_temp_initial_layer = 55
+; initial_layer_print_height = 0.2
+; layer_height = 0.2
+; nozzle_diameter = 0.4
+; nozzle_temperature = 220
+; nozzle_temperature_initial_layer = 220
+; printer_model = Bambu Lab P1S
+; textured_plate_temp_initial_layer = 55
+; CONFIG_BLOCK_END
+
+; EXECUTABLE_BLOCK_START
+M73 P0 R48
+M201 X20000 Y20000 Z500 E5000
+M203 X500 Y500 Z20 E30
+M204 P20000 R5000 T20000
+M205 X9.00 Y9.00 Z3.00 E2.50 ; sets the jerk limits, mm/sec
+M106 S0
+M106 P2 S0
+;===== machine: P1S ========================
+;===== date: 20231107 =====================
+;===== turn on the HB fan & MC board fan =================
+M104 S75 ;set extruder temp to turn on the HB fan and prevent filament oozing from nozzle
+M140 S35 ;set bed temp
+M190 S35 ;wait for bed temp
+M104 S220 ;set extruder temp
+M109 S220
+; CHANGE_LAYER
+; Z_HEIGHT: 0.2
+; LAYER_HEIGHT: 0.2
+G1 E-.8 F1800
+; layer num/total_layer_count: 1/75
+M73 L1
+M991 S0 P0 ;notify layer change
+G1 X113.2 Y113.2 Z.2 F30000
+G1 E.8 F1800
+; FEATURE: Outer wall
+; LINE_WIDTH: 0.5
+G1 F3000
+G1 X142.8 Y113.2 E1.21843
+; CHANGE_LAYER
+; Z_HEIGHT: 15
+; LAYER_HEIGHT: 0.2
+; layer num/total_layer_count: 75/75
+M73 L75
+M991 S0 P74 ;notify layer change
+G1 X142.8 Y142.8 Z15 F30000
+G1 X113.2 Y142.8 E1.21843
+M106 S0
+M106 P2 S0
+;===== date: 20230428 =====================
+M400 ; wait for buffer to clear
+G92 E0 ; zero the extruder
+G1 E-0.8 F1800 ; retract
+G1 Z15.5 F900 ; lower z a little
+M140 S0 ; turn off bed
+M106 S0 ; turn off fan
+M104 S0 ; turn off hotend
+M400 ; wait all motion done
+M17 S
+M73 P100 R0
+; EXECUTABLE_BLOCK_END

@@ -1,0 +1,14 @@
+; purge line for the new nozzle, written by hand
+G28
+M104 S200
+M140 S60
+M190 S60
+M109 S200
+G92 E0
+G1 Z0.3 F600
+G1 X10 Y10 F3000
+G1 X200 Y10 E20 F1200
+G1 Z10 F600
+M104 S0
+M140 S0
+M84
