@@ -36,6 +36,7 @@ from .components.data_store import DataStore
 from .components.files import Files, printing_check, serve_file
 from .components.klippy import Klippy
 from .components.machine import Machine
+from .components.metadata import MetadataStore
 from .components.printer import Printer
 from .components.server import ServerCore
 from .config import Config, default_config_path, load_config
@@ -116,6 +117,7 @@ class Instance:
             Printer(self.klippy),
             DataStore(self.klippy),
             self.files,
+            MetadataStore(self.files, self.bus, self.websockets, config.data_dir),
         ]
         for component in self.components:
             self.registry.add_component(component)

@@ -287,6 +287,19 @@ class Files:
         await self.roots()
         task_status.started()
 
+    async def locate(self, request: str, what: str = "path") -> str:
+        """The real path of ``request`` (``root/relative``), checked as every request is."""
+        roots = await self.roots()
+        target = await trio.to_thread.run_sync(self._locate, roots, request, what)
+        return target.full
+
+    async def gcode_files(self) -> list[str]:
+        """Every G-code file in the gcodes root, relative to it."""
+        root = (await self.roots()).get("gcodes")
+        if root is None:
+            return []
+        return [entry["path"] for entry in await trio.to_thread.run_sync(self._file_list, root)]
+
     def registered_directories(self) -> list[str]:
         """The root names (``server.info``'s ``registered_directories``)."""
         return list(self._roots or {})
