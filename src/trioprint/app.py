@@ -39,6 +39,7 @@ from .components.machine import Machine
 from .components.metadata import MetadataStore
 from .components.printer import Printer
 from .components.server import ServerCore
+from .components.uploads import handle_upload
 from .config import Config, default_config_path, load_config
 from .errors import ConfigError, StartupError
 from .registry import Registry
@@ -105,6 +106,7 @@ class Instance:
         self.klippy = Klippy(
             self.bus, self.websockets, functools.partial(open_unix, address), address=address
         )
+        self.printer = Printer(self.klippy)
         self.files = Files(config, self.bus, self.websockets)
         self.files.is_printing = printing_check(self._printed_file)
         self.klippy.set_internal_subscription(
@@ -114,7 +116,7 @@ class Instance:
             ServerCore(self),
             Machine(self),
             self.klippy,
-            Printer(self.klippy),
+            self.printer,
             DataStore(self.klippy),
             self.files,
             MetadataStore(self.files, self.bus, self.websockets, config.data_dir),
@@ -127,6 +129,9 @@ class Instance:
             max_body_size=config.server.max_upload_size * 1024 * 1024,
             serve_file=functools.partial(serve_file, self.files),
             delete_file=self.files.remove_file,
+            upload_file=functools.partial(
+                handle_upload, self.files, start_print=self.printer.start_print
+            ),
         )
         self.bound: list[tuple[str, int]] = []
 

@@ -375,6 +375,29 @@ class Files:
         self._announce(result)
         return result
 
+    async def place_upload(self, root: str, relative: str, spooled: str) -> dict[str, Any]:
+        """Move a complete upload (``spooled``) to ``root/relative``, atomically."""
+        from .uploads import move_into_place
+
+        def work(roots: dict[str, Root]) -> dict[str, Any]:
+            target = self._locate(roots, f"{root}/{relative}", "path")
+            self._check_writable(target, "cannot upload")
+            if os.path.isdir(target.full):
+                raise ApiError(f"{target.request}: is a directory", 400)
+            try:
+                self._check_not_printing(target)
+            except ApiError:
+                raise ApiError("File is loaded, upload not permitted", 403) from None
+            existed = os.path.exists(target.full)
+            try:
+                os.makedirs(os.path.dirname(target.full), exist_ok=True)
+                move_into_place(spooled, target.full)
+            except OSError as exc:
+                raise _os_error(exc, target.request) from None
+            return self._change("modify_file" if existed else "create_file", target)
+
+        return await self._mutate(work)
+
     # -- endpoints --
 
     @endpoint("/server/files/roots", "GET", params=NoParams)

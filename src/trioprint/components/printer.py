@@ -162,13 +162,17 @@ class Printer:
 
     @endpoint("/printer/print/start", "POST", params=StartParams)
     async def print_start(self, call: Call[StartParams]) -> Any:
-        filename = call.params.filename.lstrip("/")
+        return _ok(await self.start_print(call.params.filename))
+
+    async def start_print(self, filename: str) -> Any:
+        """Print ``filename`` (relative to gcodes) from klippy's virtual_sdcard."""
+        filename = filename.lstrip("/")
         if not filename:
             raise ApiError("invalid argument 'filename': empty")
         if any(c in filename for c in "\n\r\x00"):
             raise ApiError("invalid argument 'filename': control characters are not allowed")
         quoted = filename.replace('"', '\\"')
-        return _ok(await self._klippy.run_gcode(f'SDCARD_PRINT_FILE FILENAME="{quoted}"'))
+        return await self._klippy.run_gcode(f'SDCARD_PRINT_FILE FILENAME="{quoted}"')
 
     @endpoint("/printer/print/pause", "POST")
     async def print_pause(self, call: Call[NoParams]) -> Any:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+import urllib.parse
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from quart import Response, request
@@ -85,6 +86,8 @@ def compile_origins(patterns: Iterable[str]) -> re.Pattern[str] | None:
 ServeFile = Callable[[str, str, str | None], Awaitable[Response]]
 #: ``DELETE /server/files/{root}/{path}``: "root/path" -> the result.
 DeleteFile = Callable[[str], Awaitable[Any]]
+#: ``POST /server/files/upload``: (body chunks, Content-Type) -> the result (answered 201).
+UploadFile = Callable[[AsyncIterator[bytes], str], Awaitable[dict[str, Any]]]
 
 
 def create_http_app(
@@ -94,6 +97,7 @@ def create_http_app(
     max_body_size: int = 1024 * 1024 * 1024,
     serve_file: ServeFile | None = None,
     delete_file: DeleteFile | None = None,
+    upload_file: UploadFile | None = None,
 ) -> QuartTrio:
     """The Quart-Trio app that serves every registry endpoint over HTTP."""
     app = QuartTrio("trioprint")
@@ -179,6 +183,22 @@ def create_http_app(
     app.add_url_rule(
         "/server/files/<root>/<path:path>", "files", file_route, methods=["GET", "DELETE"]
     )
+
+    async def upload_route() -> Response:
+        """The body streamed as it arrives: an upload of any size keeps memory flat."""
+        if upload_file is None:
+            return error_response(404, "Not Found: /server/files/upload")
+        try:
+            result = await upload_file(request.body.__aiter__(), request.content_type or "")
+        except ApiError as exc:
+            return error_response(exc.status, exc.message)
+        item = result["item"]
+        response = json_response(result, 201)
+        location = f"/server/files/{item['root']}/{urllib.parse.quote(item['path'])}"
+        response.headers["Location"] = request.host_url.rstrip("/") + location
+        return response
+
+    app.add_url_rule("/server/files/upload", "upload", upload_route, methods=["POST"])
     app.add_url_rule("/", "api_root", api, methods=_ALL_VERBS, defaults={"path": ""})
     app.add_url_rule("/<path:path>", "api", api, methods=_ALL_VERBS)
     return app

@@ -1,0 +1,189 @@
+"""``POST /server/files/upload``: a multipart upload streamed to disk, safe at every step.
+
+The body is parsed as it arrives by werkzeug's sans-I/O multipart decoder (werkzeug comes with
+Quart), so memory stays flat whatever the file's size. The file part goes to a hidden
+temporary file (written in worker threads) while its sha256 is computed; only when the body is
+complete, the form's ``root``/``path`` are known and ``checksum`` (if given) matches is it
+renamed into place, atomically. A cancelled, failed or refused upload removes its temporary
+file: no partial file is ever visible under the target name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import IO, Any
+
+import trio
+from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
+
+from ..errors import ApiError
+from .files import GCODE_EXTENSIONS, Files
+
+#: Bytes of form fields (everything but the file) an upload may carry.
+MAX_FIELDS_SIZE = 64 * 1024
+FIELDS = ("root", "path", "print", "checksum")
+
+
+def _truthy(value: str) -> bool:
+    return value.strip().lower() in ("true", "1", "yes")
+
+
+class Upload:
+    """One upload in progress: the form fields and the spooled file."""
+
+    def __init__(self, spool_dir: str) -> None:
+        self.fields: dict[str, str] = {}
+        self.filename: str | None = None
+        self.size = 0
+        self.sha256 = hashlib.sha256()
+        fd, self.tmp_path = tempfile.mkstemp(prefix=".upload-", suffix=".part", dir=spool_dir)
+        self.file: IO[bytes] | None = os.fdopen(fd, "wb")
+
+    def write(self, data: bytes) -> None:  # thread
+        assert self.file is not None
+        self.file.write(data)
+
+    def close(self) -> None:  # thread
+        if self.file is not None:
+            self.file.flush()
+            os.fsync(self.file.fileno())
+            self.file.close()
+            self.file = None
+
+    def discard(self) -> None:  # thread
+        with contextlib.suppress(OSError):
+            if self.file is not None:
+                self.file.close()
+                self.file = None
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.tmp_path)
+
+
+async def receive(upload: Upload, body: AsyncIterator[bytes], boundary: bytes) -> None:
+    """Feed ``body`` through the multipart decoder into ``upload`` until the epilogue."""
+    decoder = MultipartDecoder(boundary, max_form_memory_size=MAX_FIELDS_SIZE)
+    field: str | None = None
+    value = bytearray()
+    in_file = False
+    done = False
+    chunks = body.__aiter__()
+    while not done:
+        try:
+            chunk: bytes | None = await chunks.__anext__()
+        except StopAsyncIteration:
+            chunk = None  # the end of the body: the decoder finishes what it holds
+        try:
+            decoder.receive_data(chunk)
+            events = []
+            while not isinstance(event := decoder.next_event(), NeedData):
+                events.append(event)
+                if isinstance(event, Epilogue):
+                    break
+        except ValueError as exc:
+            raise ApiError(f"malformed multipart upload: {exc}") from None
+        if chunk is None and not any(isinstance(e, Epilogue) for e in events):
+            raise ApiError("upload incomplete: the body ended before the multipart epilogue")
+        for event in events:
+            if isinstance(event, File):
+                if upload.filename is not None:
+                    raise ApiError("an upload carries one file (form field 'file')")
+                upload.filename, in_file = event.filename or "", True
+            elif isinstance(event, Field):
+                field, in_file = event.name, False
+                value.clear()
+            elif isinstance(event, Data):
+                if in_file:
+                    upload.size += len(event.data)
+                    upload.sha256.update(event.data)
+                    await trio.to_thread.run_sync(upload.write, event.data)
+                elif field is not None:
+                    value += event.data
+                    if not event.more_data:
+                        if field in FIELDS:
+                            upload.fields[field] = value.decode("utf-8", "replace")
+                        field = None
+            elif isinstance(event, Epilogue):
+                done = True
+    if upload.filename is None:
+        raise ApiError("missing file: the upload has no 'file' part")
+
+
+async def handle_upload(
+    files: Files,
+    body: AsyncIterator[bytes],
+    content_type: str,
+    start_print: Callable[[str], Awaitable[Any]] | None = None,
+) -> dict[str, Any]:
+    """Receive an upload and put it in place; Moonraker's result (the caller answers 201)."""
+    boundary = _boundary(content_type)
+    roots = await files.roots()
+    if "gcodes" not in roots:
+        raise ApiError("no gcodes folder to receive uploads", 500)
+    upload = await trio.to_thread.run_sync(Upload, roots["gcodes"].real)
+    try:
+        await receive(upload, body, boundary)
+        await trio.to_thread.run_sync(upload.close)
+        checksum = upload.fields.get("checksum", "").strip().lower()
+        if checksum and checksum != upload.sha256.hexdigest():
+            raise ApiError(
+                f"checksum mismatch: the upload's sha256 is {upload.sha256.hexdigest()}, "
+                f"not {checksum}",
+                422,
+            )
+        root = upload.fields.get("root", "gcodes").strip() or "gcodes"
+        folder = upload.fields.get("path", "").strip().strip("/")
+        name = os.path.basename((upload.filename or "").replace("\\", "/"))
+        if not name:
+            raise ApiError("invalid file name: the upload's file part has no name")
+        relative = f"{folder}/{name}" if folder else name
+        if root == "gcodes" and os.path.splitext(name)[1].lower() not in GCODE_EXTENSIONS:
+            raise ApiError(f"invalid file extension for the gcodes root: {name!r}")
+        result = await files.place_upload(root, relative, upload.tmp_path)
+    except BaseException:
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(upload.discard)
+        raise
+    started = False
+    if root == "gcodes" and _truthy(upload.fields.get("print", "false")) and start_print:
+        try:
+            await start_print(relative)
+            started = True
+        except ApiError:
+            started = False
+    result.update({"print_started": started, "print_queued": False})
+    return result
+
+
+def _boundary(content_type: str) -> bytes:
+    kind, _, rest = content_type.partition(";")
+    if kind.strip().lower() != "multipart/form-data":
+        raise ApiError("an upload must be multipart/form-data", 415)
+    for param in rest.split(";"):
+        key, _, value = param.strip().partition("=")
+        if key.lower() == "boundary" and value:
+            return value.strip('"').encode("latin-1")
+    raise ApiError("multipart/form-data without a boundary")
+
+
+def move_into_place(tmp_path: str, final: str) -> None:  # thread
+    """Rename the spooled file to ``final`` atomically (copying first across file systems)."""
+    try:
+        os.replace(tmp_path, final)
+    except OSError as exc:
+        if exc.errno != 18:  # EXDEV: another file system
+            raise
+        fd, staged = tempfile.mkstemp(prefix=".upload-", dir=os.path.dirname(final))
+        os.close(fd)
+        try:
+            shutil.copyfile(tmp_path, staged)
+            os.replace(staged, final)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(staged)
+            raise
+        os.unlink(tmp_path)
