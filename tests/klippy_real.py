@@ -182,8 +182,8 @@ async def _wait_for_socket(klippy: RunningKlippy) -> None:
         return
 
 
-async def _stop(process: trio.Process) -> None:
-    """SIGTERM, then SIGKILL if klippy has not exited within STOP_TIMEOUT."""
+async def stop_process(process: trio.Process) -> None:
+    """SIGTERM, then SIGKILL if the process (klippy, Moonraker) has not exited in STOP_TIMEOUT."""
     if process.returncode is None:
         process.send_signal(signal.SIGTERM)
         with trio.move_on_after(STOP_TIMEOUT):
@@ -242,4 +242,4 @@ async def run_klippy(flavour: KlippyFlavour | None, workdir: Path) -> AsyncItera
             raise
     finally:
         with trio.CancelScope(shield=True):
-            await _stop(process)
+            await stop_process(process)

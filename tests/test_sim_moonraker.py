@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -27,13 +26,12 @@ import trio
 
 from trioprint.sim.server import SimKlippy
 
-from .klippy_real import _in_ci
+from .klippy_real import _in_ci, stop_process
 
 MOONRAKER = os.environ.get("TRIOPRINT_MOONRAKER", "")
 #: Real seconds: every wait in these tests is bounded by this.
 WAIT = 30.0
 #: How long Moonraker may take to exit after SIGTERM before it gets SIGKILL.
-STOP_TIMEOUT = 5.0
 #: The simulated machine runs this many times faster than real time (heating takes ~1 s).
 SPEED = 50.0
 POLL_INTERVAL = 0.1
@@ -180,17 +178,6 @@ class Rig(NamedTuple):
         )
 
 
-async def _stop(process: trio.Process) -> None:
-    """SIGTERM, then SIGKILL if Moonraker has not exited within STOP_TIMEOUT."""
-    if process.returncode is None:
-        process.send_signal(signal.SIGTERM)
-        with trio.move_on_after(STOP_TIMEOUT):
-            await process.wait()
-    if process.returncode is None:
-        process.kill()
-        await process.wait()
-
-
 async def _wait_http(http: httpx.AsyncClient, process: trio.Process, rig: Rig) -> None:
     with trio.fail_after(WAIT):
         while True:
@@ -254,7 +241,7 @@ async def moonraker_on_sim(workdir: Path) -> AsyncIterator[Rig]:
     finally:
         if process is not None:
             with trio.CancelScope(shield=True):
-                await _stop(process)
+                await stop_process(process)
 
 
 def _sim_info(sim: SimKlippy) -> dict[str, Any]:
