@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 import trio
@@ -34,6 +34,20 @@ class Notify(Event):
 
     method: str
     params: tuple[Any, ...] | None = None
+
+
+@attrs.frozen
+class OctoPrintEvent(Event):
+    """Base of OctoPrint's typed events (``domain/octoprint_events.py`` defines them all).
+
+    ``NAME`` is OctoPrint's event name (``"PrintStarted"``); :meth:`payload` is the documented
+    payload (``None`` for events without one). Websocket clients and event hooks consume them.
+    """
+
+    NAME: ClassVar[str] = ""
+
+    def payload(self) -> dict[str, Any] | None:
+        return attrs.asdict(self, recurse=True) or None
 
 
 @attrs.define(eq=False)
