@@ -41,6 +41,7 @@ from .components.printer import Printer
 from .components.server import ServerCore
 from .components.uploads import handle_upload
 from .config import Config, default_config_path, load_config
+from .domain.kv import KeyValueStore, MemoryStore
 from .errors import ConfigError, StartupError
 from .registry import Registry
 from .sim.server import SimKlippy
@@ -85,6 +86,9 @@ class Instance:
         self.warnings: list[str] = [*config.warnings, *extra_warnings]
         self.bus = Bus()
         self.registry = Registry()
+        # The persistent key-value store every component persists through (placeholder until
+        # the SQLite database lands: components/database.py replaces this line).
+        self.database: KeyValueStore = MemoryStore()
         self.websockets = WebsocketManager(
             self.registry,
             self.bus,
