@@ -39,9 +39,27 @@ async def test_metadata_thumbnails_and_the_cache(tmp_path: Path) -> None:
         assert image.content.startswith(b"\x89PNG")
         assert missing.status_code == 404
         assert escape.status_code == 403
-        # the result is kept across restarts in the cache, keyed by size and mtime
-        cache = json.loads((tmp_path / "database" / "metadata.json").read_text())
-        assert cache["sub/cube.gcode"]["slicer"] == "PrusaSlicer"
+        # the result is kept in the database (gcode_metadata, keyed by the gcodes-relative
+        # name: a list key, since a dotted string splits at the name's dots), readable but
+        # not writable through the API
+        stored = (
+            await http.get(
+                "/server/database/item",
+                params={"namespace": "gcode_metadata", "key": "sub/cube.gcode"},
+            )
+        ).status_code
+        record = await http.request(
+            "GET",
+            "/server/database/item",
+            json={"namespace": "gcode_metadata", "key": ["sub/cube.gcode"]},
+        )
+        write = await http.post(
+            "/server/database/item",
+            json={"namespace": "gcode_metadata", "key": ["x.gcode"], "value": {}},
+        )
+        assert stored == 404
+        assert record.json()["result"]["value"]["slicer"] == "PrusaSlicer"
+        assert write.status_code == 403
 
 
 async def test_a_changed_file_is_extracted_again_and_announced(tmp_path: Path) -> None:
@@ -78,3 +96,25 @@ async def test_an_unknown_file_has_the_basic_fields(tmp_path: Path) -> None:
         assert result["size"] == len(content)
         assert isinstance(result["modified"], float)
         assert "slicer" not in result
+
+
+async def test_an_earlier_json_cache_is_imported_once(tmp_path: Path) -> None:
+    gcodes = tmp_path / "gcodes"
+    gcodes.mkdir()
+    shutil.copy(CORPUS / "cura.gcode", gcodes / "a.b.gcode")
+    stat = (gcodes / "a.b.gcode").stat()
+    legacy = tmp_path / "database" / "metadata.json"
+    legacy.parent.mkdir()
+    # a valid entry (size and mtime match, so it is served without extraction) and junk
+    entry = {"filename": "a.b.gcode", "size": stat.st_size, "modified": stat.st_mtime}
+    legacy.write_text(json.dumps({"a.b.gcode": {**entry, "slicer": "Imported"}, "x": 3}))
+    async with sim_server(tmp_path) as live, collector(live) as c:
+        with trio.fail_after(WAIT):
+            result = await c.result("server.files.metadata", {"filename": "a.b.gcode"})
+            stored = await c.result(
+                "server.database.get_item", {"namespace": "gcode_metadata", "key": ["a.b.gcode"]}
+            )
+    assert result["slicer"] == "Imported"
+    assert stored["value"]["slicer"] == "Imported"
+    assert not legacy.exists()
+    assert legacy.with_name("metadata.json.imported").exists()

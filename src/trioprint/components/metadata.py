@@ -2,10 +2,12 @@
 
 The parsing is pure (:mod:`trioprint.domain.metadata`: a file's head and tail only, so its cost
 does not grow with the file). This component runs it in a worker thread with a timeout, writes
-the embedded thumbnails to ``.thumbs/`` beside the file (atomically), and keeps the results in a
-JSON cache at ``<data>/database/metadata.json`` (written atomically; the database replaces it
-later), each entry valid while the file's size and mtime stay the same. At start-up a
-background scan extracts what is missing; each new result is sent as ``notify_metadata_update``.
+the embedded thumbnails to ``.thumbs/`` beside the file (atomically), and keeps the results in the
+database, namespace ``gcode_metadata``, one record per file keyed by its gcodes-relative name (as
+Moonraker), each valid while the file's size and mtime stay the same; an in-memory copy answers
+reads. A ``<data>/database/metadata.json`` cache left by an earlier trioprint is imported once
+(then renamed ``metadata.json.imported``). At start-up a background scan extracts what is
+missing; each new result is sent as ``notify_metadata_update``.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import trio
 
 from ..bus import Bus
 from ..domain import metadata as md
+from ..domain.kv import KeyValueStore
+from ..domain.octoprint_events import MetadataAnalysisFinished, MetadataAnalysisStarted
 from ..domain.thumbnails import thumbnail_bytes, thumbnail_info, thumbnail_name
 from ..errors import ApiError
 from ..registry import Call, endpoint
@@ -32,6 +36,7 @@ log = logging.getLogger(__name__)
 
 #: Seconds one extraction may take before it is given up (the file keeps its basic fields).
 EXTRACT_TIMEOUT = 10.0
+GCODE_METADATA = "gcode_metadata"
 GCODE_EXTENSIONS = (".gcode", ".g", ".gco")
 
 
@@ -59,34 +64,55 @@ def _atomic_write(path: str, data: bytes) -> None:
 class MetadataStore:
     name = "metadata"
 
-    def __init__(self, files: Files, bus: Bus, websockets: Any, data_dir: Path) -> None:
+    def __init__(
+        self, files: Files, bus: Bus, websockets: Any, data_dir: Path, database: KeyValueStore
+    ) -> None:
         self._files = files
         self._bus = bus
         self._websockets = websockets
-        self._cache_path = data_dir / "database" / "metadata.json"
+        self._db = database
+        self._legacy_path = data_dir / "database" / "metadata.json"
         self._cache: dict[str, dict[str, Any]] = {}
         self._loaded = False
+        self._load_lock = trio.Lock()
         self._lock = trio.Lock()
 
     # -- the cache ---------------------------------------------------------------------------
 
-    def _load(self) -> None:
+    def _read_legacy(self) -> dict[str, Any] | None:
+        """The JSON cache of an earlier trioprint, if there is one (thread only)."""
         try:
-            cache = json.loads(self._cache_path.read_bytes())
+            cache = json.loads(self._legacy_path.read_bytes())
         except FileNotFoundError:
-            cache = {}
+            return None
         except (OSError, ValueError) as exc:
-            log.warning("metadata cache %s unreadable (%s): starting afresh", self._cache_path, exc)
+            log.warning("metadata cache %s unreadable (%s): not imported", self._legacy_path, exc)
             cache = {}
-        self._cache = cache if isinstance(cache, dict) else {}
+        return cache if isinstance(cache, dict) else {}
 
-    def _save(self) -> None:
-        self._cache_path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(str(self._cache_path), json.dumps(self._cache).encode())
+    async def _import_legacy(self) -> None:
+        legacy = await trio.to_thread.run_sync(self._read_legacy)
+        if legacy is None:
+            return
+        count = 0
+        for filename, entry in legacy.items():
+            if isinstance(filename, str) and filename and isinstance(entry, dict):
+                try:
+                    await self._db.insert_item(GCODE_METADATA, [filename], entry)
+                    count += 1
+                except ApiError as exc:
+                    log.warning("metadata import: %r skipped: %s", filename, exc.message)
+        done = self._legacy_path.with_name(self._legacy_path.name + ".imported")
+        await trio.to_thread.run_sync(os.replace, self._legacy_path, done)
+        log.info("metadata: %d entries imported from %s", count, self._legacy_path)
 
     async def _ensure_loaded(self) -> None:
-        if not self._loaded:
-            await trio.to_thread.run_sync(self._load)
+        async with self._load_lock:
+            if self._loaded:
+                return
+            await self._import_legacy()
+            stored = await self._db.get_item(GCODE_METADATA, None, default={})
+            self._cache = {k: v for k, v in stored.items() if isinstance(v, dict)}
             self._loaded = True
 
     # -- extraction --------------------------------------------------------------------------
@@ -132,22 +158,39 @@ class MetadataStore:
         await self._ensure_loaded()
         async with self._lock:
             result: dict[str, Any] | None = None
+            # OctoPrint's analysis events: started before a certain extraction, else once one ran
+            started = force or filename not in self._cache
+            if started:
+                self._bus.publish(MetadataAnalysisStarted(filename))
             with trio.move_on_after(EXTRACT_TIMEOUT) as scope:
                 try:
                     result = await trio.to_thread.run_sync(
                         self._extract, filename, target, force, abandon_on_cancel=True
                     )
                 except OSError as exc:
+                    if started:
+                        self._bus.publish(MetadataAnalysisFinished(filename))
                     raise ApiError(f"cannot read gcodes/{filename}: {exc.strerror}", 500) from None
             if scope.cancelled_caught:
                 log.warning("metadata of %s: no result within %g s", filename, EXTRACT_TIMEOUT)
+                if started:
+                    self._bus.publish(MetadataAnalysisFinished(filename))
                 raise ApiError(f"Metadata not available for {filename}", 404)
             if result is None:
                 return self._cache[filename]
+            await self._db.insert_item(GCODE_METADATA, [filename], result)
             self._cache[filename] = result
-            await trio.to_thread.run_sync(self._save)
         self._websockets.broadcast("notify_metadata_update", [result])
+        if not started:
+            self._bus.publish(MetadataAnalysisStarted(filename))
+        self._bus.publish(MetadataAnalysisFinished(filename, result))
         return result
+
+    async def cached(self, filenames: list[str]) -> dict[str, dict[str, Any]]:
+        """The cached metadata of those of ``filenames`` (gcodes-relative) that have some,
+        without extracting anything (``get_directory`` with ``extended=true``)."""
+        await self._ensure_loaded()
+        return {name: self._cache[name] for name in filenames if name in self._cache}
 
     # -- the API -----------------------------------------------------------------------------
 
@@ -183,15 +226,18 @@ class MetadataStore:
                 nursery.start_soon(self._scan)
                 async for change in changes:
                     assert isinstance(change, FileChanged)
-                    self._forget(change)
+                    await self._forget(change)
 
-    def _forget(self, change: FileChanged) -> None:
+    async def _forget(self, change: FileChanged) -> None:
         """A moved or deleted file's entry goes (a new file is extracted when asked for)."""
+        await self._ensure_loaded()
         for root, path in ((change.root, change.path), (change.source_root, change.source_path)):
             if root == "gcodes" and path is not None:
                 gone = [k for k in self._cache if k == path or k.startswith(path + "/")]
                 for key in gone:
                     del self._cache[key]
+                    with contextlib.suppress(ApiError):
+                        await self._db.delete_item(GCODE_METADATA, [key])
 
     async def _scan(self) -> None:
         """Extract the metadata of every G-code file that has none yet (one at a time)."""
