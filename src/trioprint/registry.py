@@ -32,6 +32,7 @@ from typing import Any, Generic, Protocol, TypeVar
 import attrs
 import cattrs
 
+from .domain.auth import User
 from .errors import ApiError
 
 P = TypeVar("P")
@@ -57,6 +58,9 @@ class Connection(Protocol):
     @property
     def client_info(self) -> Mapping[str, Any] | None: ...
 
+    #: Who the connection is authenticated as (None: only methods with ``auth=False``).
+    user: User | None
+
     def identify(self, info: Mapping[str, Any]) -> None: ...
 
     def send_notification(self, method: str, params: list[Any] | None = None) -> None: ...
@@ -76,6 +80,9 @@ class Call(Generic[P_co]):
     verb: str
     remote: str | None = None
     connection: Connection | None = None
+    #: The authenticated user (a registered one, or the API key or trusted pseudo-user);
+    #: None when no credentials were given (only for methods declared ``auth=False``).
+    user: User | None = None
 
 
 Handler = Callable[[Call[Any]], Awaitable[Any]]
@@ -387,8 +394,9 @@ class Registry:
         *,
         remote: str | None = None,
         connection: Connection | None = None,
+        user: User | None = None,
     ) -> Any:
         """Structure the params, run the handler and return its result ("ok" for None)."""
         params = structure_params(raw_args, ep.params)
-        result = await ep.handler(Call(params, transport, ep.verb, remote, connection))
+        result = await ep.handler(Call(params, transport, ep.verb, remote, connection, user))
         return "ok" if result is None else result

@@ -8,7 +8,7 @@ import attrs
 
 from .._version import __version__
 from ..errors import ApiError
-from ..registry import Call, NoParams, Transport, endpoint
+from ..registry import Call, Connection, NoParams, Transport, endpoint
 
 if TYPE_CHECKING:
     from ..app import Instance
@@ -98,5 +98,24 @@ class ServerCore:
             raise ApiError(
                 f"invalid argument 'type': {p.type!r} is not one of {', '.join(CLIENT_TYPES)}"
             )
+        if conn.client_info is not None:
+            raise ApiError(f"Connection already identified as {conn.client_info.get('name')}")
+        self._authenticate(conn, p)
         conn.identify({"name": p.client_name, "version": p.version, "type": p.type, "url": p.url})
         return {"connection_id": conn.connection_id}
+
+    def _authenticate(self, conn: Connection, p: IdentifyParams) -> None:
+        """Moonraker's identify: an ``access_token`` or ``api_key`` authenticates the
+        connection; a bad one, or none on a connection not yet authenticated, is a 401 (and a
+        failed attempt drops what the connection had, a trusted address included)."""
+        auth = self._instance.auth
+        try:
+            if p.access_token is not None:
+                conn.user = auth.validate_jwt(p.access_token)
+            elif p.api_key is not None:
+                conn.user = auth.validate_api_key(p.api_key)
+            elif conn.user is None:
+                raise ApiError("Unauthorized", 401)
+        except ApiError:
+            conn.user = None
+            raise

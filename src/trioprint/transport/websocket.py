@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -26,6 +27,7 @@ import trio
 
 from .. import rpc
 from ..bus import Bus, Notify
+from ..domain.auth import Authenticator, Credentials, User, credentials_from
 from ..errors import ApiError
 from ..registry import Registry, Transport
 from .outbox import Outbox
@@ -55,6 +57,9 @@ class WebsocketConnection:
         self.connection_id: int = random.getrandbits(47) | (1 << 46)
         self.remote = remote
         self.client_info: Mapping[str, Any] | None = None
+        #: Who the connection is authenticated as: at connect (a token, the API key header, a
+        #: trusted address), by ``server.connection.identify`` or ``access.login``.
+        self.user: User | None = None
         #: Asked for one frame whenever the queue is empty (the status fan-out's coalesced
         #: ``notify_status_update``); see :meth:`wake`.
         self.idle_source: Callable[[], str | None] | None = None
@@ -71,7 +76,14 @@ class WebsocketConnection:
         self.client_info = dict(info)
 
     def send_notification(self, method: str, params: list[Any] | None = None) -> None:
-        self.send_text(rpc.dumps(rpc.notification(method, params)))
+        if self.authenticated:
+            self.send_text(rpc.dumps(rpc.notification(method, params)))
+
+    @property
+    def authenticated(self) -> bool:
+        """Whether notifications may go to this client: as in Moonraker, a connection that
+        has not authenticated gets none (no status, no G-code responses) until it does."""
+        return self.user is not None or self._manager.authenticator is None
 
     # -- queue --
 
@@ -85,7 +97,9 @@ class WebsocketConnection:
         self._outbox.wake()
 
     def _idle_frame(self) -> str | None:
-        return None if self.idle_source is None else self.idle_source()
+        if self.idle_source is None or not self.authenticated:
+            return None
+        return self.idle_source()
 
     def close(self, code: int, reason: str, *, flush: bool = False) -> None:
         """Disconnect this client (safe to call from any task, any number of times).
@@ -117,8 +131,11 @@ class WebsocketManager:
         max_connections: int = 50,
         queue_size: int = 512,
         max_in_flight: int = 32,
+        authenticator: Authenticator | None = None,
     ) -> None:
         self._registry = registry
+        #: Checks every connection and call (None: everything is served, as in unit tests).
+        self.authenticator = authenticator
         self._bus = bus
         self._max_connections = max_connections
         self._queue_size = queue_size
@@ -126,6 +143,7 @@ class WebsocketManager:
         self._connections: dict[int, WebsocketConnection] = {}
         self._closing = False
         self._close_listeners: list[Callable[[WebsocketConnection], None]] = []
+        self._open_listeners: list[Callable[[WebsocketConnection], None]] = []
 
     @property
     def count(self) -> int:
@@ -141,13 +159,18 @@ class WebsocketManager:
         """Call ``listener(connection)`` when any connection ends (it must not block)."""
         self._close_listeners.append(listener)
 
+    def add_open_listener(self, listener: Callable[[WebsocketConnection], None]) -> None:
+        """Call ``listener(connection)`` when a connection is accepted (it must not block)."""
+        self._open_listeners.append(listener)
+
     def broadcast(self, method: str, params: list[Any] | None = None) -> None:
         """Send one notification to every client, encoding it once."""
         if not self._connections:
             return
         text = rpc.dumps(rpc.notification(method, params))
         for conn in list(self._connections.values()):
-            conn.send_text(text)
+            if conn.authenticated:
+                conn.send_text(text)
 
     def close_all(self, code: int = CLOSE_GOING_AWAY, reason: str = "server shutting down") -> None:
         """Close every connection after sending what is queued for it; refuse new ones."""
@@ -180,8 +203,19 @@ class WebsocketManager:
             return
         await send({"type": "websocket.accept"})
         conn = WebsocketConnection(self, remote, self._queue_size)
+        if self.authenticator is not None:
+            # no valid credentials still connects: methods with auth=False (identify, login)
+            # work, the others answer 401 until the connection authenticates
+            conn.user = self.authenticator.authenticate(
+                _connect_credentials(scope, remote), required=False
+            )
         self._connections[conn.connection_id] = conn
         log.debug("websocket %d opened from %s", conn.connection_id, remote)
+        for listener in self._open_listeners:
+            try:
+                listener(conn)
+            except Exception:
+                log.exception("websocket open listener failed")
         try:
             async with trio.open_nursery() as nursery:
                 conn._scope = nursery.cancel_scope
@@ -266,10 +300,17 @@ class WebsocketManager:
         ep = self._registry.by_rpc(entry.method)
         if ep is None:
             reply = rpc.error(req_id, rpc.METHOD_NOT_FOUND, f"Method not found: {entry.method}")
+        elif ep.auth and self.authenticator is not None and conn.user is None:
+            reply = rpc.error(req_id, rpc.rpc_code_for_status(401), "Unauthorized")
         else:
             try:
                 value = await self._registry.dispatch(
-                    ep, entry.params, Transport.WEBSOCKET, remote=conn.remote, connection=conn
+                    ep,
+                    entry.params,
+                    Transport.WEBSOCKET,
+                    remote=conn.remote,
+                    connection=conn,
+                    user=conn.user,
                 )
                 reply = rpc.result(req_id, value)
             except ApiError as exc:
@@ -284,3 +325,14 @@ class WebsocketManager:
         except (TypeError, ValueError) as exc:
             log.error("result of %s cannot be encoded as JSON: %s", entry.method, exc)
             return rpc.dumps(rpc.error(req_id, 500, f"Internal error in {entry.method}: {exc}"))
+
+
+def _connect_credentials(scope: Mapping[str, Any], remote: str | None) -> Credentials:
+    """The credentials of a websocket handshake (``?token=``, ``?access_token=``, headers)."""
+    headers = {
+        bytes(k).decode("latin-1").lower(): bytes(v).decode("latin-1")
+        for k, v in scope.get("headers") or ()
+    }
+    query_string = scope.get("query_string") or b""
+    query = dict(urllib.parse.parse_qsl(bytes(query_string).decode("latin-1")))
+    return credentials_from(remote, headers, query)
