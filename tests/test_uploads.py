@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
+import pytest
 import trio
 
 from .test_sim import WAIT, collector, sim_server
@@ -165,3 +167,44 @@ async def test_max_upload_size_is_413(tmp_path: Path) -> None:
     assert b'"code":413' in answer
     assert not (tmp_path / "gcodes" / "big.gcode").exists()
     assert leftovers(tmp_path) == []
+
+
+async def test_large_chunks_and_oversized_fields(tmp_path: Path) -> None:
+    """The server may hand over much more than the decoder holds at once (all that arrived
+    since the last read): a 3 MB chunk is decoded in slices; a form field over the fields'
+    limit is a 413."""
+    from trioprint.components.uploads import MAX_FIELDS_SIZE, Upload, receive
+    from trioprint.errors import ApiError
+
+    payload = b"G1 X1 Y2\n" * 350_000
+    body = (
+        b'--B\r\nContent-Disposition: form-data; name="path"\r\n\r\nsub\r\n'
+        b'--B\r\nContent-Disposition: form-data; name="file"; filename="a.gcode"\r\n\r\n'
+        + payload
+        + b'\r\n--B\r\nContent-Disposition: form-data; name="checksum"\r\n\r\n'
+        + hashlib.sha256(payload).hexdigest().encode()
+        + b"\r\n--B--\r\n"
+    )
+
+    async def one_chunk(data: bytes) -> AsyncIterator[bytes]:
+        yield data
+
+    upload = Upload(str(tmp_path))
+    await receive(upload, one_chunk(body), b"B")
+    upload.close()
+    assert await trio.Path(upload.tmp_path).read_bytes() == payload
+    assert upload.sha256.hexdigest() == upload.fields["checksum"]
+    assert upload.fields["path"] == "sub"
+    assert upload.size == len(payload)
+
+    field = b"x" * (MAX_FIELDS_SIZE + 1)
+    big_field = (
+        b'--B\r\nContent-Disposition: form-data; name="path"\r\n\r\n' + field + b"\r\n--B--\r\n"
+    )
+    upload = Upload(str(tmp_path))
+    try:
+        with pytest.raises(ApiError) as exc:
+            await receive(upload, one_chunk(big_field), b"B")
+        assert exc.value.status == 413
+    finally:
+        upload.discard()

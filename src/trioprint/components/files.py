@@ -20,17 +20,29 @@ Moonraker on purpose:
 
 All file-system work runs in a worker thread (:func:`trio.to_thread.run_sync`); operations
 that change something are serialized by one lock.
+
+Changes other programs make in the writable roots (``config``, ``gcodes``, the ones Moonraker
+watches) are found by scanning them every ``[file_manager] watch_interval`` seconds in a worker
+thread and comparing the scan with the previous one (:mod:`trioprint.domain.snapshots`); they
+are announced as trioprint's own changes are. After each of its own changes this component
+rescans the paths it touched, under the same lock, so those are never announced twice (what
+another program changed at such a path since the last scan is taken in with it, unannounced).
+Hidden names (``.thumbs``, ``.git``, temporary files) are not watched.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
 import shutil
 import stat
+import tempfile
+import time
 import urllib.parse
-from collections.abc import Callable, Iterator, Mapping
+import zipfile
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from pathlib import PurePosixPath
 from typing import Any, Protocol
 
@@ -41,6 +53,7 @@ from quart import Response
 from ..bus import Bus, Event
 from ..config import Config
 from ..domain.paths import PathError, confined, split_root
+from ..domain.snapshots import Entry, Snapshot, diff, replace_subtree
 from ..errors import ApiError
 from ..registry import Call, NoParams, Transport, endpoint
 
@@ -164,6 +177,21 @@ class DeleteFileParams:
     path: str
 
 
+@attrs.frozen
+class ZipParams:
+    #: request paths of files and folders; a comma-separated string is accepted too
+    items: str | list[str] | None = None
+    #: default: ``config/collection-<local time>.zip``
+    dest: str | None = None
+    store_only: bool = False
+
+
+#: ``extended`` listings: ``gcodes``-relative paths -> their cached metadata (only those known).
+MetadataLookup = Callable[[list[str]], Awaitable[dict[str, dict[str, Any]]]]
+#: Metadata keys an ``extended`` listing never takes from the cache: the entry's own.
+_ENTRY_KEYS = frozenset({"filename", "size", "modified", "permissions"})
+
+
 # --- file-system helpers (run in a worker thread) --------------------------------------------
 
 
@@ -232,8 +260,60 @@ def _walk_files(root: Root) -> Iterator[tuple[str, str]]:
             yield (name if rel_folder == "." else f"{rel_folder}/{name}"), full
 
 
+def _entry(st: os.stat_result) -> Entry:
+    if stat.S_ISDIR(st.st_mode):
+        return Entry(True)
+    return Entry(False, st.st_size, st.st_mtime_ns)
+
+
+def _scan_tree(root: Root, relative: str = "") -> dict[str, Entry]:
+    """The watched items at ``relative`` and below it in ``root``, as found now (thread only).
+
+    Hidden names are skipped, and so are symlinks leading out of the root; a symlinked folder
+    inside the root is an entry, but is not descended into.
+    """
+    found: dict[str, Entry] = {}
+    if relative:
+        if any(part.startswith(".") for part in relative.split("/")):
+            return found
+        start = os.path.join(root.real, relative)
+        try:
+            if not _inside(os.path.realpath(start), root.real):
+                return found
+            st = os.stat(start)
+        except OSError:
+            return found
+        found[relative] = _entry(st)
+        if not stat.S_ISDIR(st.st_mode) or os.path.islink(start):
+            return found
+        pending = [(start, relative + "/")]
+    else:
+        pending = [(root.real, "")]
+    while pending:
+        folder, prefix = pending.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for item in entries:
+            if item.name.startswith("."):
+                continue
+            try:
+                link = item.is_symlink()
+                if link and not _inside(os.path.realpath(item.path), root.real):
+                    continue
+                st = item.stat()
+            except OSError:
+                continue  # vanished meanwhile, or a broken link
+            found[prefix + item.name] = _entry(st)
+            if stat.S_ISDIR(st.st_mode) and not link:
+                pending.append((item.path, prefix + item.name + "/"))
+    return found
+
+
 class Files:
-    """Moonraker's ``file_manager`` (without uploads, metadata and thumbnails for now)."""
+    """Moonraker's ``file_manager``: roots, listings, changes, downloads, archives, watching
+    (uploads, metadata and thumbnails are in :mod:`.uploads` and :mod:`.metadata`)."""
 
     name = "file_manager"
 
@@ -246,7 +326,12 @@ class Files:
         #: ``is_printing(path)``: whether the file being printed is ``path`` (relative to the
         #: gcodes root) or inside the folder ``path`` (see :func:`printing_check`).
         self.is_printing: Callable[[str], bool] = lambda _: False
+        #: ``extended`` listings take each G-code file's cached metadata from here.
+        self.metadata_lookup: MetadataLookup | None = None
         self.warnings: list[str] = []
+        self.watch_interval = config.file_manager.watch_interval
+        #: root name -> its last scan; None until the first scan (see :meth:`scan_changes`).
+        self._snapshots: dict[str, dict[str, Entry]] | None = None
 
     # -- set-up --
 
@@ -283,9 +368,68 @@ class Files:
         return self._roots
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Create the missing root folders, then return."""
+        """Create the missing root folders, then watch the writable roots for changes other
+        programs make (every ``watch_interval`` seconds; not at all if it is 0)."""
         await self.roots()
         task_status.started()
+        if self.watch_interval <= 0:
+            return
+        while True:
+            try:
+                await self.scan_changes()  # the first one records what is there at start-up
+            except Exception:  # the watcher must not take the server down: it tries again
+                log.exception("file_manager: scanning the roots for changes failed")
+            await trio.sleep(self.watch_interval)
+
+    # -- watching --
+
+    async def scan_changes(self) -> list[dict[str, Any]]:
+        """Scan the writable roots now and announce what changed since the previous scan
+        (``notify_filelist_changed`` and :class:`FileChanged`, one per change); return the
+        notification bodies. The first scan only records what is there."""
+        roots = await self.roots()
+        async with self._lock:
+            results = await trio.to_thread.run_sync(self._rescan, roots)
+        for result in results:
+            self._announce(result)
+        return results
+
+    def _rescan(self, roots: Mapping[str, Root]) -> list[dict[str, Any]]:  # thread, locked
+        previous = self._snapshots
+        snapshots: dict[str, dict[str, Entry]] = {}
+        results: list[dict[str, Any]] = []
+        for root in roots.values():
+            if not root.writable:
+                continue
+            snapshots[root.name] = new = _scan_tree(root)
+            old: Snapshot | None = None if previous is None else previous.get(root.name)
+            if old is None:
+                continue
+            for change in diff(old, new):
+                full = os.path.join(root.real, change.path)
+                target = Target(root, change.path, full, f"{root.name}/{change.path}")
+                results.append(self._change(change.action, target))
+        self._snapshots = snapshots
+        return results
+
+    def _refresh(self, roots: Mapping[str, Root], result: dict[str, Any]) -> None:
+        """Take a change of trioprint's own into the snapshots, so that the next scan does
+        not announce it again (thread, locked)."""
+        if self._snapshots is None:
+            return
+        for item in (result.get("item"), result.get("source_item")):
+            if item is None:
+                continue
+            root, snapshot = roots.get(item["root"]), self._snapshots.get(item["root"])
+            if root is None or snapshot is None:
+                continue
+            path: str = item["path"]
+            parts = path.split("/")
+            for i in range(1, len(parts)):  # folders the change created on the way
+                if "/".join(parts[:i]) not in snapshot:
+                    path = "/".join(parts[:i])
+                    break
+            self._snapshots[root.name] = replace_subtree(snapshot, path, _scan_tree(root, path))
 
     async def locate(self, request: str, what: str = "path") -> str:
         """The real path of ``request`` (``root/relative``), checked as every request is."""
@@ -370,8 +514,14 @@ class Files:
 
     async def _mutate(self, work: Callable[[dict[str, Root]], dict[str, Any]]) -> dict[str, Any]:
         roots = await self.roots()
+
+        def work_and_refresh() -> dict[str, Any]:
+            result = work(roots)
+            self._refresh(roots, result)
+            return result
+
         async with self._lock:
-            result = await trio.to_thread.run_sync(work, roots)
+            result = await trio.to_thread.run_sync(work_and_refresh)
         self._announce(result)
         return result
 
@@ -438,12 +588,38 @@ class Files:
         path, force = call.params.path, call.params.force
         if call.verb == "GET":
             roots = await self.roots()
-            return await trio.to_thread.run_sync(self._list_directory, roots, path)
+            target, listing = await trio.to_thread.run_sync(self._list_directory, roots, path)
+            if call.params.extended and target.root.name == "gcodes":
+                await self._merge_metadata(target, listing["files"])
+            return listing
         if call.verb == "POST":
             return await self._mutate(lambda roots: self._create_dir(roots, path))
         return await self._mutate(lambda roots: self._delete_dir(roots, path, force))
 
-    def _list_directory(self, roots: Mapping[str, Root], path: str) -> dict[str, Any]:
+    async def _merge_metadata(self, folder: Target, entries: list[dict[str, Any]]) -> None:
+        """``extended``: each G-code file's cached metadata merged into its entry, as Moonraker
+        does (only metadata still valid for the file's size and mtime; nothing is extracted)."""
+        if self.metadata_lookup is None:
+            return
+        wanted = {
+            _join(folder.relative, e["filename"]): e
+            for e in entries
+            if os.path.splitext(e["filename"])[1].lower() in GCODE_EXTENSIONS
+        }
+        if not wanted:
+            return
+        known = await self.metadata_lookup(list(wanted))
+        for path, meta in known.items():
+            entry = wanted.get(path)
+            if entry is None:
+                continue
+            if (meta.get("size"), meta.get("modified")) != (entry["size"], entry["modified"]):
+                continue
+            entry.update({k: v for k, v in meta.items() if k not in _ENTRY_KEYS})
+
+    def _list_directory(
+        self, roots: Mapping[str, Root], path: str
+    ) -> tuple[Target, dict[str, Any]]:
         target = self._locate(roots, path, "path")
         if not os.path.isdir(target.full):
             if os.path.exists(target.full):
@@ -469,7 +645,7 @@ class Files:
             usage = shutil.disk_usage(target.full)
         except OSError as exc:
             raise _os_error(exc, path) from None
-        return {
+        return target, {
             "dirs": dirs,
             "files": files,
             "disk_usage": {"total": usage.total, "used": usage.used, "free": usage.free},
@@ -631,6 +807,88 @@ class Files:
         except OSError as exc:
             raise _os_error(exc, path) from None
         return self._change("delete_file", target)
+
+    # -- archives --
+
+    @endpoint("/server/files/zip", "POST", params=ZipParams)
+    async def zip(self, call: Call[ZipParams]) -> dict[str, Any]:
+        """Moonraker's ``server.files.zip``: the given files, and the files directly inside
+        the given folders, in one archive written to ``dest`` (atomically)."""
+        items = call.params.items
+        if isinstance(items, str):
+            items = [i.strip() for i in items.split(",") if i.strip()]
+        if not items:
+            raise ApiError("At least one file or directory must be specified")
+        dest = call.params.dest or time.strftime("config/collection-%Y%m%d-%H%M%S.zip")
+        store_only = call.params.store_only
+        change = await self._mutate(lambda roots: self._zip(roots, items, dest, store_only))
+        return {"destination": change["item"], "action": "zip_files"}
+
+    def _zip(
+        self, roots: Mapping[str, Root], items: list[str], dest: str, store_only: bool
+    ) -> dict[str, Any]:
+        target = self._locate(roots, dest, "dest")
+        self._check_writable(target, "cannot create archive")
+        if not target.relative or os.path.isdir(target.full):
+            raise ApiError(f"cannot create archive at {dest!r}: it is a directory", 400)
+        folder = os.path.dirname(target.full)
+        if not os.path.isdir(folder):
+            raise ApiError(
+                f"cannot create archive at {dest!r}: the parent directory does not exist", 404
+            )
+        sources = [self._locate(roots, item, "item") for item in items]
+        members: list[tuple[str, str]] = []  # (full path, name in the archive)
+        seen: set[tuple[int, int]] = set()
+
+        def add(full: str, arcname: str) -> None:
+            try:
+                st = os.stat(full)
+            except OSError:
+                return
+            if (st.st_dev, st.st_ino) not in seen:
+                seen.add((st.st_dev, st.st_ino))
+                members.append((full, arcname))
+
+        for source in sources:
+            base = _join(source.root.name, source.relative)
+            if os.path.isfile(source.full):
+                add(source.full, base)
+            elif os.path.isdir(source.full):
+                for name in sorted(os.listdir(source.full)):
+                    full = os.path.join(source.full, name)
+                    if (
+                        name == ".git"
+                        or not os.path.isfile(full)
+                        or not _inside(os.path.realpath(full), source.root.real)
+                    ):
+                        continue
+                    add(full, f"{base}/{name}")
+            elif os.path.lexists(source.full):
+                raise ApiError(f"item {source.request!r} is not a file or directory", 400)
+            else:
+                raise ApiError(f"item {source.request!r} does not exist", 404)
+        method = zipfile.ZIP_STORED if store_only else zipfile.ZIP_DEFLATED
+        fd, tmp = tempfile.mkstemp(prefix=".zip-", suffix=".part", dir=folder)
+        try:
+            with os.fdopen(fd, "wb") as raw:
+                with zipfile.ZipFile(raw, "w", compression=method, strict_timestamps=False) as zf:
+                    for full, arcname in members:
+                        try:
+                            zf.write(full, arcname=arcname)
+                        except PermissionError:
+                            continue  # unreadable: left out, as Moonraker does
+                raw.flush()
+                os.fsync(raw.fileno())
+            os.replace(tmp, target.full)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise _os_error(exc, dest) from None
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        return self._change("create_file", target)
 
 
 # --- downloads ------------------------------------------------------------------------------

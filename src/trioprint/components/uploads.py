@@ -18,6 +18,7 @@ import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import IO, Any
 
+import attrs
 import trio
 from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
 
@@ -27,6 +28,8 @@ from .files import GCODE_EXTENSIONS, Files
 #: Bytes of form fields (everything but the file) an upload may carry.
 MAX_FIELDS_SIZE = 64 * 1024
 FIELDS = ("root", "path", "print", "checksum")
+#: Bytes given to the multipart decoder at a time (well under ``MAX_FIELDS_SIZE``).
+FEED_SIZE = 16 * 1024
 
 
 def _truthy(value: str) -> bool:
@@ -36,7 +39,8 @@ def _truthy(value: str) -> bool:
 class Upload:
     """One upload in progress: the form fields and the spooled file."""
 
-    def __init__(self, spool_dir: str) -> None:
+    def __init__(self, spool_dir: str, accepted: tuple[str, ...] = FIELDS) -> None:
+        self.accepted = accepted  # the form fields kept (others are read and dropped)
         self.fields: dict[str, str] = {}
         self.filename: str | None = None
         self.size = 0
@@ -65,7 +69,13 @@ class Upload:
 
 
 async def receive(upload: Upload, body: AsyncIterator[bytes], boundary: bytes) -> None:
-    """Feed ``body`` through the multipart decoder into ``upload`` until the epilogue."""
+    """Feed ``body`` through the multipart decoder into ``upload`` until the epilogue.
+
+    A chunk may be large (the server hands over all that has arrived since the last one), so
+    it is fed to the decoder in slices of :data:`FEED_SIZE`, each decoded before the next: the
+    decoder refuses to hold more than ``max_form_memory_size`` at once. The file data of one
+    chunk is written in one go.
+    """
     decoder = MultipartDecoder(boundary, max_form_memory_size=MAX_FIELDS_SIZE)
     field: str | None = None
     value = bytearray()
@@ -77,54 +87,80 @@ async def receive(upload: Upload, body: AsyncIterator[bytes], boundary: bytes) -
             chunk: bytes | None = await chunks.__anext__()
         except StopAsyncIteration:
             chunk = None  # the end of the body: the decoder finishes what it holds
-        try:
-            decoder.receive_data(chunk)
-            events = []
-            while not isinstance(event := decoder.next_event(), NeedData):
-                events.append(event)
-                if isinstance(event, Epilogue):
-                    break
-        except ValueError as exc:
-            raise ApiError(f"malformed multipart upload: {exc}") from None
-        if chunk is None and not any(isinstance(e, Epilogue) for e in events):
-            raise ApiError("upload incomplete: the body ended before the multipart epilogue")
-        for event in events:
-            if isinstance(event, File):
-                if upload.filename is not None:
-                    raise ApiError("an upload carries one file (form field 'file')")
-                upload.filename, in_file = event.filename or "", True
-            elif isinstance(event, Field):
-                field, in_file = event.name, False
-                value.clear()
-            elif isinstance(event, Data):
-                if in_file:
-                    upload.size += len(event.data)
-                    upload.sha256.update(event.data)
-                    await trio.to_thread.run_sync(upload.write, event.data)
-                elif field is not None:
-                    value += event.data
-                    if not event.more_data:
-                        if field in FIELDS:
-                            upload.fields[field] = value.decode("utf-8", "replace")
-                        field = None
-            elif isinstance(event, Epilogue):
-                done = True
+        slices: list[bytes | None] = (
+            [None]
+            if chunk is None
+            else [chunk[i : i + FEED_SIZE] for i in range(0, len(chunk), FEED_SIZE)]
+        )
+        data = bytearray()
+        for piece in slices:
+            try:
+                decoder.receive_data(piece)
+                events = []
+                while not isinstance(event := decoder.next_event(), NeedData):
+                    events.append(event)
+                    if isinstance(event, Epilogue):
+                        break
+            except ValueError as exc:
+                raise ApiError(f"malformed multipart upload: {exc}") from None
+            if piece is None and not any(isinstance(e, Epilogue) for e in events):
+                raise ApiError("upload incomplete: the body ended before the multipart epilogue")
+            for event in events:
+                if isinstance(event, File):
+                    if upload.filename is not None:
+                        raise ApiError("an upload carries one file (form field 'file')")
+                    upload.filename, in_file = event.filename or "", True
+                elif isinstance(event, Field):
+                    field, in_file = event.name, False
+                    value.clear()
+                elif isinstance(event, Data):
+                    if in_file:
+                        data += event.data
+                    elif field is not None:
+                        value += event.data
+                        if len(value) > MAX_FIELDS_SIZE:
+                            raise ApiError(f"form field {field!r} is too large", 413)
+                        if not event.more_data:
+                            if field in upload.accepted:
+                                upload.fields[field] = value.decode("utf-8", "replace")
+                            field = None
+                elif isinstance(event, Epilogue):
+                    done = True
+            if done:
+                break
+        if data:
+            upload.size += len(data)
+            upload.sha256.update(data)
+            await trio.to_thread.run_sync(upload.write, bytes(data))
     if upload.filename is None:
         raise ApiError("missing file: the upload has no 'file' part")
 
 
-async def handle_upload(
+@attrs.frozen
+class StoredUpload:
+    """An upload in place: Moonraker's result (``item``, ``action``), where the file went
+    and the form fields that were kept."""
+
+    result: dict[str, Any]
+    root: str
+    relative: str
+    fields: dict[str, str]
+
+
+async def store_upload(
     files: Files,
     body: AsyncIterator[bytes],
     content_type: str,
-    start_print: Callable[[str], Awaitable[Any]] | None = None,
-) -> dict[str, Any]:
-    """Receive an upload and put it in place; Moonraker's result (the caller answers 201)."""
+    *,
+    accepted: tuple[str, ...] = FIELDS,
+) -> StoredUpload:
+    """Receive a multipart upload, check it and rename it into place (``root``, ``path`` and
+    ``checksum`` as Moonraker reads them, from the fields in ``accepted``)."""
     boundary = _boundary(content_type)
     roots = await files.roots()
     if "gcodes" not in roots:
         raise ApiError("no gcodes folder to receive uploads", 500)
-    upload = await trio.to_thread.run_sync(Upload, roots["gcodes"].real)
+    upload = await trio.to_thread.run_sync(Upload, roots["gcodes"].real, accepted)
     try:
         await receive(upload, body, boundary)
         await trio.to_thread.run_sync(upload.close)
@@ -148,10 +184,22 @@ async def handle_upload(
         with trio.CancelScope(shield=True):
             await trio.to_thread.run_sync(upload.discard)
         raise
+    return StoredUpload(result, root, relative, dict(upload.fields))
+
+
+async def handle_upload(
+    files: Files,
+    body: AsyncIterator[bytes],
+    content_type: str,
+    start_print: Callable[[str], Awaitable[Any]] | None = None,
+) -> dict[str, Any]:
+    """Receive an upload and put it in place; Moonraker's result (the caller answers 201)."""
+    stored = await store_upload(files, body, content_type)
+    result = stored.result
     started = False
-    if root == "gcodes" and _truthy(upload.fields.get("print", "false")) and start_print:
+    if stored.root == "gcodes" and _truthy(stored.fields.get("print", "false")) and start_print:
         try:
-            await start_print(relative)
+            await start_print(stored.relative)
             started = True
         except ApiError:
             started = False
