@@ -171,18 +171,27 @@ def bench(session: nox.Session) -> None:
     # The status fan-out bench runs a real klippy with both servers connected to it.
     klippy = provision_klippy(session)
     session.run("python", "bench/bench_api.py", "--moonraker-bin", str(moonraker), *session.posargs)
-    # posargs go to both scripts (--seconds, --python, --json); `--json X.json` gives the
-    # fan-out figures in X-fanout.json.
-    fanout_args = list(session.posargs)
-    for i, arg in enumerate(fanout_args[:-1]):
-        if arg == "--json":
-            path = Path(fanout_args[i + 1])
-            fanout_args[i + 1] = str(path.with_name(f"{path.stem}-fanout{path.suffix}"))
+    # posargs go to every script (--seconds, --python, --json); `--json X.json` gives the
+    # fan-out figures in X-fanout.json, the files' in X-files.json, the database's in X-db.json.
     kalico = klippy["TRIOPRINT_KALICO"]
     # One pass on kalico, then one on trioprint's simulator while it prints.
     session.run(
         "python",
         "bench/bench_fanout.py",
         *("--moonraker-bin", str(moonraker), "--kalico-bin", kalico, "--klippy", "kalico,sim"),
-        *fanout_args,
+        *_json_named(session.posargs, "fanout"),
     )
+    # Uploads and slicer metadata, then database round trips (about 2 min together).
+    for script, name in (("bench/bench_files.py", "files"), ("bench/bench_db.py", "db")):
+        args = _json_named(session.posargs, name)
+        session.run("python", script, "--moonraker-bin", str(moonraker), *args)
+
+
+def _json_named(posargs: list[str], name: str) -> list[str]:
+    """``posargs`` with ``--json X.json`` turned into ``--json X-<name>.json``."""
+    args = list(posargs)
+    for i, arg in enumerate(args[:-1]):
+        if arg == "--json":
+            path = Path(args[i + 1])
+            args[i + 1] = str(path.with_name(f"{path.stem}-{name}{path.suffix}"))
+    return args
