@@ -7,12 +7,14 @@
        ├─ signal watcher: SIGINT/SIGTERM -> instance.stop(); a second signal cancels at once
        └─ instance loop: build an Instance from a freshly read config, run it, repeat on restart
           └─ Instance.run (its own cancel scope: restart and shutdown cancel the whole tree)
-             ├─ components: websocket notification fan-out, machine (1 Hz proc stats), ...
-             └─ hypercorn's Trio server with the ASGI router (Quart-Trio HTTP + /websocket)
+             └─ storage: the SQLite database (opened first, closed last)
+                └─ components: websocket fan-out, authorization, machine (1 Hz proc stats),
+                   │ klippy link, files, metadata, history, event hooks, OctoPrint events ...
+                   └─ hypercorn's Trio server with the ASGI router (Quart-Trio HTTP + /websocket)
 
 Shutdown order for an instance: websockets are closed (their queued replies flushed, bounded),
 hypercorn stops accepting and drains in-flight requests (bounded), then the components' nursery
-is cancelled. ``server.restart`` does the same and then builds a new instance from the config
+is cancelled, and when every component has ended the database is closed. ``server.restart`` does the same and then builds a new instance from the config
 file read again.
 """
 
@@ -32,16 +34,21 @@ from hypercorn.trio.run import worker_serve
 from hypercorn.utils import wrap_app
 
 from .bus import Bus
+from .components.auth import Authorization
 from .components.data_store import DataStore
+from .components.database import Database
 from .components.files import Files, printing_check, serve_file
+from .components.history import History
+from .components.hooks import EventHooks
 from .components.klippy import Klippy
 from .components.machine import Machine
 from .components.metadata import MetadataStore
+from .components.octoprint_api import OctoPrintApi
+from .components.octoprint_events import OctoPrintEvents
 from .components.printer import Printer
 from .components.server import ServerCore
 from .components.uploads import handle_upload
 from .config import Config, default_config_path, load_config
-from .domain.kv import KeyValueStore, MemoryStore
 from .errors import ConfigError, StartupError
 from .registry import Registry
 from .sim.server import SimKlippy
@@ -81,14 +88,20 @@ class Instance:
         *,
         extra_warnings: tuple[str, ...] = (),
         simulator: SimKlippy | None = None,
+        restarted: bool = False,
     ) -> None:
         self.config = config
         self.warnings: list[str] = [*config.warnings, *extra_warnings]
         self.bus = Bus()
         self.registry = Registry()
-        # The persistent key-value store every component persists through (placeholder until
-        # the SQLite database lands: components/database.py replaces this line).
-        self.database: KeyValueStore = MemoryStore()
+        # The persistent key-value store every component persists through: opened by its run
+        # (the first component started), so no component's __init__ may touch it.
+        self.database = Database(
+            Path(config.database.database_path or config.data_dir / "database"),
+            config.data_dir / "backup" / "database",
+            is_printing=self._klippy_printing,
+            request_restart=self.request_restart,
+        )
         self.websockets = WebsocketManager(
             self.registry,
             self.bus,
@@ -116,16 +129,48 @@ class Instance:
         self.klippy.set_internal_subscription(
             "print_state", {"print_stats": ["filename", "state"]}, lambda diff, t: None
         )
+        # Authentication for every transport: loads its keys and users from the database in
+        # its run, so it starts right after the database.
+        self.auth = Authorization(config.authorization, self.database, self.bus, self.websockets)
+        self.websockets.authenticator = self.auth
+        self.metadata = MetadataStore(
+            self.files, self.bus, self.websockets, config.data_dir, self.database
+        )
+        self.files.metadata_lookup = self.metadata.cached
+        self.octoprint = OctoPrintApi(
+            config, self.klippy, self.files, self.printer, warnings=self.warnings
+        )
+        self.history = History(
+            self.klippy, self.bus, self.websockets, self.database, self.metadata, self.files
+        )
+        # [event_hook NAME] sections: OctoPrint events run commands (their warnings shown too)
+        self.event_hooks = EventHooks(config, self.bus, self.klippy)
+        self.warnings.extend(self.event_hooks.warnings)
+        self.octoprint_events = OctoPrintEvents(
+            self.bus,
+            self.klippy,
+            self.websockets,
+            gcodes_path=str(config.file_manager.gcodes_path or config.data_dir / "gcodes"),
+            restarted=restarted,
+        )
+        # Started in this order (each one's run has begun before the next starts) and stopped
+        # together; the database is not among them: it opens before them and closes after all
+        # of them have ended, so a component may still write while it stops.
         self.components: list[Any] = [
+            self.auth,  # loads keys and users from the database before anything is served
             ServerCore(self),
             Machine(self),
             self.klippy,
             self.printer,
             DataStore(self.klippy),
             self.files,
-            MetadataStore(self.files, self.bus, self.websockets, config.data_dir),
+            self.metadata,
+            self.octoprint,
+            self.history,
+            self.event_hooks,  # before the OctoPrint events, so that the hooks hear Startup
+            self.octoprint_events,
         ]
-        for component in self.components:
+        for component in [self.database, *self.components]:
             self.registry.add_component(component)
         self.http_app = create_http_app(
             self.registry,
@@ -136,6 +181,8 @@ class Instance:
             upload_file=functools.partial(
                 handle_upload, self.files, start_print=self.printer.start_print
             ),
+            octoprint_upload=self.octoprint.upload,
+            authenticator=self.auth,
         )
         self.bound: list[tuple[str, int]] = []
 
@@ -149,10 +196,14 @@ class Instance:
 
     def component_names(self) -> list[str]:
         sim = ["simulator"] if self.simulator is not None else []
-        return ["application", "websockets", *(c.name for c in self.components), *sim]
+        names = (c.name for c in [self.database, *self.components])
+        return ["application", "websockets", *names, *sim]
 
     def registered_directories(self) -> list[str]:
         return self.files.registered_directories()
+
+    def _klippy_printing(self) -> bool:
+        return bool(self.klippy.cache.state.get("print_stats", {}).get("state") == "printing")
 
     def _printed_file(self) -> str | None:
         """The file klippy is printing or has paused (gcodes-relative), else None."""
@@ -200,8 +251,16 @@ class Instance:
             sock.listen(hc.backlog)
             addr = sock.getsockname()
             self.bound.append((addr[0], addr[1]))
-        http_stop = trio.Event()
         app = wrap_app(Router(self.http_app, self.websockets), hc.wsgi_max_body_size, "asgi")
+        async with trio.open_nursery() as storage:
+            await storage.start(self.database.run)
+            await self._run_components(app, hc, sockets, task_status)
+            storage.cancel_scope.cancel()
+
+    async def _run_components(
+        self, app: Any, hc: HypercornConfig, sockets: Any, task_status: trio.TaskStatus[Any]
+    ) -> None:
+        http_stop = trio.Event()
         async with trio.open_nursery() as components:
             await components.start(self.websockets.run)
             for component in self.components:
@@ -299,7 +358,12 @@ class Server:
             if simulator is not None:
                 await machine.start(simulator.run)
             while True:
-                instance = Instance(config, extra_warnings=extra, simulator=simulator)
+                instance = Instance(
+                    config,
+                    extra_warnings=extra,
+                    simulator=simulator,
+                    restarted=self.instances_started > 0,
+                )
                 self.instance = instance
                 if self._stopping:
                     instance.stop()

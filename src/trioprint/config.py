@@ -122,6 +122,9 @@ class AuthorizationConfig:
     login_timeout: int = attrs.field(default=90, validator=_between(1))  # days
     force_logins: bool = False
     trusted_clients: tuple[str, ...] = ()
+    #: trioprint's: loopback (127.0.0.0/8, ::1) is trusted unless this is false (set it to
+    #: false behind a reverse proxy on the same machine).
+    trust_loopback: bool = True
     cors_domains: tuple[str, ...] = ()
     default_source: str = attrs.field(
         default="moonraker", converter=_lower, validator=_one_of("moonraker", "ldap")
@@ -140,6 +143,11 @@ class FileManagerConfig:
     config_path: str | None = attrs.field(default=None, converter=_path)
     log_path: str | None = attrs.field(default=None, converter=_path)
     gcodes_path: str | None = attrs.field(default=None, converter=_path)
+    #: trioprint's: seconds between two scans of the writable roots for changes other
+    #: programs make (0: no scans).
+    watch_interval: float = attrs.field(
+        default=2.0, validator=_between(0, what="a number of seconds of at least 0")
+    )
 
 
 @attrs.frozen

@@ -16,11 +16,12 @@ import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
-from quart import Response, request
+from quart import Response, g, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from .. import rpc
+from ..domain.auth import Authenticator, credentials_from
 from ..errors import ApiError
 from ..registry import Registry, Transport
 from .websocket import WebsocketManager
@@ -82,12 +83,40 @@ def compile_origins(patterns: Iterable[str]) -> re.Pattern[str] | None:
     return re.compile("^(?:" + "|".join(parts) + ")$", re.IGNORECASE)
 
 
+def is_thumbnail(path: str) -> bool:
+    """``/server/files/gcodes/**/.thumbs/NAME``: served without credentials, as Moonraker."""
+    prefix = "/server/files/gcodes/"
+    if not path.startswith(prefix):
+        return False
+    parts = path[len(prefix) :].split("/")
+    return (
+        len(parts) >= 2
+        and parts[-2] == ".thumbs"
+        and all(part not in ("", ".", "..") for part in parts)
+    )
+
+
+def needs_auth(registry: Registry, method: str, path: str) -> bool:
+    """Whether a request needs credentials: yes unless the registry endpoint it reaches says
+    ``auth=False`` or it reads a thumbnail. Any other route, a new one included, needs them."""
+    routes = registry.by_path(path)
+    if routes is not None:
+        ep = routes.get(method)
+        return ep is None or ep.auth
+    return not (method in ("GET", "HEAD") and is_thumbnail(path))
+
+
 #: ``GET /server/files/{root}/{path}``: (root, path, Range header) -> a streamed response.
 ServeFile = Callable[[str, str, str | None], Awaitable[Response]]
 #: ``DELETE /server/files/{root}/{path}``: "root/path" -> the result.
 DeleteFile = Callable[[str], Awaitable[Any]]
 #: ``POST /server/files/upload``: (body chunks, Content-Type) -> the result (answered 201).
 UploadFile = Callable[[AsyncIterator[bytes], str], Awaitable[dict[str, Any]]]
+#: ``POST /api/files/local`` (OctoPrint's upload): (body chunks, Content-Type, base URL) ->
+#: OctoPrint's body, answered 201 with its ``files.local.refs.resource`` as the Location.
+OctoPrintUpload = Callable[[AsyncIterator[bytes], str, str], Awaitable[dict[str, Any]]]
+#: OctoPrint's API answers bare bodies, not ``{"result": ...}`` (as Moonraker's emulation).
+_BARE_PREFIX = "api/"
 
 
 def create_http_app(
@@ -98,8 +127,14 @@ def create_http_app(
     serve_file: ServeFile | None = None,
     delete_file: DeleteFile | None = None,
     upload_file: UploadFile | None = None,
+    octoprint_upload: OctoPrintUpload | None = None,
+    authenticator: Authenticator | None = None,
 ) -> QuartTrio:
-    """The Quart-Trio app that serves every registry endpoint over HTTP."""
+    """The Quart-Trio app that serves every registry endpoint over HTTP.
+
+    With an ``authenticator``, every request to every route (including routes added later)
+    is authenticated first; only registry endpoints declared ``auth=False``, thumbnails and
+    CORS preflights are served without credentials (see :func:`needs_auth`)."""
     app = QuartTrio("trioprint")
     app.config["MAX_CONTENT_LENGTH"] = max_body_size
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
@@ -121,6 +156,24 @@ def create_http_app(
             response.headers["Access-Control-Allow-Credentials"] = "true"
             response.headers["Vary"] = "Origin"
         return response
+
+    @app.before_request
+    async def authenticate() -> Response | None:
+        g.user = None
+        if authenticator is None or request.method == "OPTIONS":
+            return None
+        creds = credentials_from(
+            request.remote_addr,
+            {k.lower(): v for k, v in request.headers.items()},
+            {k: vs[-1] for k, vs in request.args.lists()},
+        )
+        try:
+            g.user = authenticator.authenticate(
+                creds, required=needs_auth(registry, request.method, request.path)
+            )
+        except ApiError as exc:
+            return error_response(exc.status, exc.message)
+        return None
 
     @app.errorhandler(HTTPException)
     async def http_error(exc: HTTPException) -> Response:
@@ -157,8 +210,10 @@ def create_http_app(
             return error_response(405, f"Method {verb} not allowed for /{path}")
         try:
             args = await gather_args()
-            result = await registry.dispatch(ep, args, Transport.HTTP, remote=request.remote_addr)
-            return json_response({"result": result})
+            result = await registry.dispatch(
+                ep, args, Transport.HTTP, remote=request.remote_addr, user=g.user
+            )
+            return json_response(result if path.startswith(_BARE_PREFIX) else {"result": result})
         except ApiError as exc:
             return error_response(exc.status, exc.message)
         except HTTPException:
@@ -199,6 +254,24 @@ def create_http_app(
         return response
 
     app.add_url_rule("/server/files/upload", "upload", upload_route, methods=["POST"])
+
+    async def octoprint_upload_route() -> Response:
+        """OctoPrint's upload, streamed like the one above."""
+        if octoprint_upload is None:
+            return error_response(404, "Not Found: /api/files/local")
+        try:
+            result = await octoprint_upload(
+                request.body.__aiter__(), request.content_type or "", request.host_url
+            )
+        except ApiError as exc:
+            return error_response(exc.status, exc.message)
+        response = json_response(result, 201)
+        response.headers["Location"] = result["files"]["local"]["refs"]["resource"]
+        return response
+
+    app.add_url_rule(
+        "/api/files/local", "octoprint_upload", octoprint_upload_route, methods=["POST"]
+    )
     app.add_url_rule("/", "api_root", api, methods=_ALL_VERBS, defaults={"path": ""})
     app.add_url_rule("/<path:path>", "api", api, methods=_ALL_VERBS)
     return app
