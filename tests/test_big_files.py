@@ -168,7 +168,9 @@ async def test_big_files_do_not_block_the_server(
                 assert result["item"]["size"] == GIB
                 assert (gcodes / "big.gcode").stat().st_size == GIB
                 # nothing near the upload's size was held in memory
-                assert peak_rss() - rss_before < 256 * MIB
+                grown = peak_rss() - rss_before
+                print(f"peak RSS growth during the 1 GiB upload: {grown / MIB:.1f} MiB")
+                assert grown < 64 * MIB
 
                 # 3. metadata of a 1 GiB file
                 monkeypatch.setattr(

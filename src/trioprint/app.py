@@ -14,8 +14,8 @@
 
 Shutdown order for an instance: websockets are closed (their queued replies flushed, bounded),
 hypercorn stops accepting and drains in-flight requests (bounded), then the components' nursery
-is cancelled, and when every component has ended the database is closed. ``server.restart`` does the same and then builds a new instance from the config
-file read again.
+is cancelled, and when every component has ended the database is closed. ``server.restart``
+does the same and then builds a new instance from the config file read again.
 """
 
 from __future__ import annotations

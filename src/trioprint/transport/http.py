@@ -16,6 +16,7 @@ import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
+import trio
 from quart import Response, g, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
@@ -239,12 +240,20 @@ def create_http_app(
         "/server/files/<root>/<path:path>", "files", file_route, methods=["GET", "DELETE"]
     )
 
+    async def streamed_body() -> AsyncIterator[bytes]:
+        """The request body as it arrives, telling the Router's flow gate what was consumed."""
+        flow = request.scope.get(BodyFlow.SCOPE_KEY)
+        async for chunk in request.body:
+            yield chunk
+            if isinstance(flow, BodyFlow):  # the chunk is processed: let as much in again
+                flow.consumed(len(chunk))
+
     async def upload_route() -> Response:
         """The body streamed as it arrives: an upload of any size keeps memory flat."""
         if upload_file is None:
             return error_response(404, "Not Found: /server/files/upload")
         try:
-            result = await upload_file(request.body.__aiter__(), request.content_type or "")
+            result = await upload_file(streamed_body(), request.content_type or "")
         except ApiError as exc:
             return error_response(exc.status, exc.message)
         item = result["item"]
@@ -261,7 +270,7 @@ def create_http_app(
             return error_response(404, "Not Found: /api/files/local")
         try:
             result = await octoprint_upload(
-                request.body.__aiter__(), request.content_type or "", request.host_url
+                streamed_body(), request.content_type or "", request.host_url
             )
         except ApiError as exc:
             return error_response(exc.status, exc.message)
@@ -279,10 +288,50 @@ def create_http_app(
 
 ASGIApp = Callable[[Mapping[str, Any], Any, Any], Awaitable[None]]
 
+#: The routes whose body is streamed to disk (an upload of any size).
+STREAMED_PATHS = frozenset({"/server/files/upload", "/api/files/local"})
+
+
+class BodyFlow:
+    """Backpressure for a streamed request body.
+
+    Quart reads a request's ASGI messages as fast as they come and buffers their bodies without
+    bound, so an upload arriving faster than the disk takes it would grow in memory. The Router
+    hands Quart :meth:`receive` instead of hypercorn's receive: it takes the next message only
+    while less than ``limit`` bytes wait unconsumed, and the route reports what it consumed
+    with :meth:`consumed`. When the gate is shut, hypercorn's own bounded queue fills and it
+    stops reading the socket: TCP pushes back on the client.
+    """
+
+    SCOPE_KEY = "trioprint.body_flow"
+
+    def __init__(self, receive: Callable[[], Awaitable[Any]], limit: int = 1 << 20) -> None:
+        self._receive = receive
+        self._limit = limit
+        self._done = False
+        self._drained = trio.Event()
+        self.buffered = 0
+
+    async def receive(self) -> Any:
+        while not self._done and self.buffered >= self._limit:
+            self._drained = trio.Event()
+            await self._drained.wait()
+        message = await self._receive()
+        if message.get("type") == "http.request":
+            self.buffered += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                self._done = True  # the rest (a disconnect) passes without waiting
+        return message
+
+    def consumed(self, size: int) -> None:
+        self.buffered = max(0, self.buffered - size)
+        if self.buffered < self._limit:
+            self._drained.set()
+
 
 class Router:
     """The ASGI application hypercorn serves: ``/websocket`` to the JSON-RPC transport, the
-    rest (HTTP and lifespan) to the Quart-Trio app."""
+    rest (HTTP and lifespan) to the Quart-Trio app; streamed uploads through a :class:`BodyFlow`."""
 
     def __init__(self, http_app: QuartTrio, websockets: WebsocketManager) -> None:
         self._http = http_app
@@ -291,5 +340,9 @@ class Router:
     async def __call__(self, scope: Mapping[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "websocket" and scope.get("path") == "/websocket":
             await self._websockets.serve(scope, receive, send)
+        elif scope["type"] == "http" and scope.get("path") in STREAMED_PATHS:
+            flow = BodyFlow(receive)
+            scope = {**scope, BodyFlow.SCOPE_KEY: flow}
+            await self._http(scope, flow.receive, send)  # type: ignore[arg-type]
         else:
             await self._http(scope, receive, send)  # type: ignore[arg-type]
