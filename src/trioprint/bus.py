@@ -7,7 +7,8 @@ logged (a slow subscriber cannot stall the publisher or the other subscribers, a
 bounded).
 
 Websocket notifications are one subscriber (:class:`Notify` events are sent to every client);
-OctoPrint-style events and hooks will be another.
+OctoPrint's typed events (:class:`OctoPrintEvent`, defined in ``domain/``) feed the event hooks and
+the `notify_octoprint_event` notification.
 """
 
 from __future__ import annotations
@@ -15,17 +16,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, ClassVar
+from typing import Any
 
 import attrs
 import trio
 
+from .domain.events import Event, OctoPrintEvent
+
+__all__ = ["Bus", "Event", "Notify", "OctoPrintEvent", "Subscriber"]
+
 log = logging.getLogger(__name__)
-
-
-@attrs.frozen
-class Event:
-    """Base class of every event on the bus."""
 
 
 @attrs.frozen
@@ -34,20 +34,6 @@ class Notify(Event):
 
     method: str
     params: tuple[Any, ...] | None = None
-
-
-@attrs.frozen
-class OctoPrintEvent(Event):
-    """Base of OctoPrint's typed events (``domain/octoprint_events.py`` defines them all).
-
-    ``NAME`` is OctoPrint's event name (``"PrintStarted"``); :meth:`payload` is the documented
-    payload (``None`` for events without one). Websocket clients and event hooks consume them.
-    """
-
-    NAME: ClassVar[str] = ""
-
-    def payload(self) -> dict[str, Any] | None:
-        return attrs.asdict(self, recurse=True) or None
 
 
 @attrs.define(eq=False)

@@ -1,8 +1,8 @@
 """OctoPrint's typed events: one frozen attrs class per event, named and shaped as OctoPrint's.
 
 Every event of OctoPrint's event documentation and of its websocket event list is here, as a
-subclass of :class:`trioprint.bus.OctoPrintEvent`: ``NAME`` is OctoPrint's event name and
-:meth:`~trioprint.bus.OctoPrintEvent.payload` returns exactly the payload keys OctoPrint
+subclass of :class:`trioprint.domain.events.OctoPrintEvent`: ``NAME`` is OctoPrint's event name and
+:meth:`~trioprint.domain.events.OctoPrintEvent.payload` returns exactly the payload keys OctoPrint
 documents for it (the deprecated ``file``/``filename`` keys included where the documentation
 still lists them), plus the keys OctoPrint 1.11.8 sends beyond the documentation (``size``,
 ``owner``, ``user``, ``fileposition``, ``progress``, ... as recorded from a real OctoPrint);
@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 
 import attrs
 
-from ..bus import OctoPrintEvent
+from .events import OctoPrintEvent
 
 #: trioprint has no user accounts: the ``owner``/``user`` of files and jobs.
 OWNER = "trioprint"

@@ -28,12 +28,12 @@ Pure: no I/O, no Trio.
 from __future__ import annotations
 
 import re
-from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
-from ..bus import OctoPrintEvent
 from . import octoprint_events as ev
+from .events import OctoPrintEvent
+from .stores import Ring
 
 #: What the mapper needs from klippy's status (an internal subscription of the status fan-out).
 STATUS_SPEC: dict[str, list[str]] = {
@@ -445,18 +445,11 @@ def _position_fields(position: ev.Position) -> dict[str, Any]:
     }
 
 
-class EventLog:
+class EventLog(Ring):
     """The most recent events, oldest first, each ``{"event", "payload", "time"}``."""
 
     def __init__(self, maxlen: int = 500) -> None:
-        if maxlen < 1:
-            raise ValueError(f"maxlen must be at least 1, not {maxlen}")
-        self._entries: deque[dict[str, Any]] = deque(maxlen=maxlen)
-
-    @property
-    def maxlen(self) -> int:
-        assert self._entries.maxlen is not None
-        return self._entries.maxlen
+        super().__init__(maxlen)
 
     def add(self, event: OctoPrintEvent, time: float) -> dict[str, Any]:
         entry = {"event": event.NAME, "payload": event.payload(), "time": time}
@@ -469,6 +462,3 @@ class EventLog:
         if count is not None:
             entries = entries[-count:] if count > 0 else []
         return [dict(e) for e in entries]
-
-    def __len__(self) -> int:
-        return len(self._entries)

@@ -35,10 +35,10 @@ TEMPERATURE_FIELDS: dict[str, str] = {
 }
 
 
-class GcodeStore:
-    """The last ``maxlen`` G-code commands and responses, oldest first."""
+class Ring:
+    """The last ``maxlen`` entries (JSON objects), oldest first: the base of the ring stores."""
 
-    def __init__(self, maxlen: int = 1000) -> None:
+    def __init__(self, maxlen: int) -> None:
         if maxlen < 1:
             raise ValueError(f"maxlen must be at least 1, not {maxlen}")
         self._entries: deque[dict[str, Any]] = deque(maxlen=maxlen)
@@ -47,6 +47,19 @@ class GcodeStore:
     def maxlen(self) -> int:
         assert self._entries.maxlen is not None
         return self._entries.maxlen
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+class GcodeStore(Ring):
+    """The last ``maxlen`` G-code commands and responses, oldest first."""
+
+    def __init__(self, maxlen: int = 1000) -> None:
+        super().__init__(maxlen)
 
     def add(self, message: str, kind: GcodeKind, time: float) -> bool:
         """Record a command (a whole script) or a response (a whole klippy message).
@@ -70,12 +83,6 @@ class GcodeStore:
         if count is not None:
             entries = entries[-count:]
         return [dict(entry) for entry in entries]
-
-    def clear(self) -> None:
-        self._entries.clear()
-
-    def __len__(self) -> int:
-        return len(self._entries)
 
 
 def _round(value: Any) -> float | None:
