@@ -12,14 +12,15 @@ Figures:
   every 10 ms meanwhile (does the upload block the server?), and the time until
   ``server.files.metadata`` answers for the file, from the upload's start and from the 201
   (polled over HTTP every 10 ms). Moonraker extracts the metadata before it answers the 201;
-  trioprint when it is first asked for.
+  trioprint right after it (or at once when asked for first).
 - metadata: a 10 MB file (G-code throughout) and a 1 GB one (the same head and tail, the middle
   sparse: both servers read only the first and last MiB) are renamed into ``gcodes/``; the time
   from the rename until ``server.files.metadata`` answers (Moonraker notices the file by inotify
-  and runs its extractor in a subprocess, with a 20 s timeout; trioprint extracts on the first
-  request, in a worker thread). For trioprint also the in-process cost of
-  :mod:`trioprint.domain.metadata` (``read_head_tail`` + ``parse``, and + the thumbnails'
-  conversion), measured in a separate process with the server's interpreter.
+  and runs its extractor in a subprocess, with a 20 s timeout; trioprint extracts in a worker
+  thread, when its watcher sees the file or on the first request, whichever comes first). For
+  trioprint also the in-process cost of :mod:`trioprint.domain.metadata` (``read_head_tail`` +
+  ``parse``, and + the thumbnails' conversion), measured in a separate process with the
+  server's interpreter.
 
 Each figure is the median of a few runs. On this 2-core machine the client competes with the
 server for CPU; both servers are measured under the same conditions.

@@ -118,3 +118,26 @@ async def test_an_earlier_json_cache_is_imported_once(tmp_path: Path) -> None:
     assert stored["value"]["slicer"] == "Imported"
     assert not legacy.exists()
     assert legacy.with_name("metadata.json.imported").exists()
+
+
+async def test_an_uploaded_file_is_analysed_without_being_asked(tmp_path: Path) -> None:
+    """As in Moonraker (and OctoPrint's analysis queue): an upload is followed by its metadata,
+    announced with notify_metadata_update, before any client asks for it."""
+    async with sim_server(tmp_path) as live, collector(live) as c:
+        async with httpx.AsyncClient(base_url=live.http) as http:
+            with trio.fail_after(WAIT):
+                body = (CORPUS / "orcaslicer.gcode").read_bytes()
+                upload = await http.post(
+                    "/server/files/upload",
+                    data={"path": "sub"},
+                    files={"file": ("new.gcode", body)},
+                )
+                assert upload.status_code == 201, upload.text
+                note = await c.wait(
+                    lambda m: (
+                        m.get("method") == "notify_metadata_update"
+                        and m["params"][0].get("filename") == "sub/new.gcode"
+                    )
+                )
+        assert note["params"][0]["slicer"] == "OrcaSlicer"
+        assert note["params"][0]["size"] == len(body)

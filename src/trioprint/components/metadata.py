@@ -7,7 +7,8 @@ database, namespace ``gcode_metadata``, one record per file keyed by its gcodes-
 Moonraker), each valid while the file's size and mtime stay the same; an in-memory copy answers
 reads. A ``<data>/database/metadata.json`` cache left by an earlier trioprint is imported once
 (then renamed ``metadata.json.imported``). At start-up a background scan extracts what is
-missing; each new result is sent as ``notify_metadata_update``.
+missing, and each G-code file that is uploaded, written or moved in (a ``FileChanged``) is
+analysed as it comes, one at a time; each new result is sent as ``notify_metadata_update``.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ log = logging.getLogger(__name__)
 EXTRACT_TIMEOUT = 10.0
 GCODE_METADATA = "gcode_metadata"
 GCODE_EXTENSIONS = (".gcode", ".g", ".gco")
+#: ``notify_filelist_changed`` actions after which a G-code file has new content to analyse.
+NEW_CONTENT_ACTIONS = frozenset({"create_file", "modify_file", "move_file"})
 
 
 @attrs.frozen
@@ -76,6 +79,9 @@ class MetadataStore:
         self._loaded = False
         self._load_lock = trio.Lock()
         self._lock = trio.Lock()
+        #: New or changed G-code files waiting for their analysis (an ordered set).
+        self._pending: dict[str, None] = {}
+        self._pending_added = trio.Event()
 
     # -- the cache ---------------------------------------------------------------------------
 
@@ -224,12 +230,34 @@ class MetadataStore:
             task_status.started()
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._scan)
+                nursery.start_soon(self._analyse_new_files)
                 async for change in changes:
                     assert isinstance(change, FileChanged)
                     await self._forget(change)
+                    if (
+                        change.root == "gcodes"
+                        and change.action in NEW_CONTENT_ACTIONS
+                        and change.path.lower().endswith(GCODE_EXTENSIONS)
+                    ):
+                        self._pending[change.path] = None
+                        self._pending_added.set()
+
+    async def _analyse_new_files(self) -> None:
+        """Extract the metadata of each uploaded, written or moved G-code file as it comes (as
+        Moonraker and OctoPrint do after an upload), one at a time, in the order they came."""
+        while True:
+            await self._pending_added.wait()
+            self._pending_added = trio.Event()
+            while self._pending:
+                name = next(iter(self._pending))
+                del self._pending[name]
+                try:
+                    await self.get(name)
+                except ApiError as exc:  # gone again, or unreadable: asked for, it says so
+                    log.debug("metadata of new file %s: %s", name, exc.message)
 
     async def _forget(self, change: FileChanged) -> None:
-        """A moved or deleted file's entry goes (a new file is extracted when asked for)."""
+        """A moved, changed or deleted file's entry goes (a new one is queued by :meth:`run`)."""
         await self._ensure_loaded()
         for root, path in ((change.root, change.path), (change.source_root, change.source_path)):
             if root == "gcodes" and path is not None:
