@@ -423,6 +423,7 @@ def test_file_operations_in_octoprints_order() -> None:
     assert names(out) == recorded_from("FolderAdded", 7)
     assert names(out)[4:6] == ["FileDeselected", "FileRemoved"]
     upload = mapper.file_changed("create_file", "gcodes", "trio_small.gcode")
+    upload += mapper.uploaded("gcodes", "trio_small.gcode")
     assert names(upload) == recorded("FileAdded", "Upload")
     assert mapper.file_changed("create_file", "config", "printer.cfg") == []
     moved = mapper.file_changed("move_file", "gcodes", "b/x.gcode", "gcodes", "a/x.gcode")
@@ -520,3 +521,28 @@ FIRED = {
     "ZChange", "Dwelling", "Waiting", "Cooling", "Alert", "Conveyor", "Eject", "EStop",
     "PositionUpdate", "ToolChange", "SettingsUpdated",
 }  # fmt: skip
+
+
+def test_upload_fires_only_for_uploads_with_what_was_asked() -> None:
+    mapper, _ = ready_mapper()
+    # a copy, an archive or another program's file is added, not uploaded
+    assert names(mapper.file_changed("create_file", "gcodes", "copy.gcode")) == [
+        "FileAdded",
+        "UpdatedFiles",
+    ]
+    out = mapper.uploaded(
+        "gcodes", "sub/part.gcode", select=True, print_=True, effective_select=True
+    )
+    assert [e.payload() for e in out] == [
+        {
+            "name": "part.gcode",
+            "path": "sub/part.gcode",
+            "target": "local",
+            "select": True,
+            "print": True,
+            "effective_select": True,
+            "effective_print": False,
+            "file": "sub/part.gcode",
+        }
+    ]
+    assert mapper.uploaded("config", "printer.cfg") == []

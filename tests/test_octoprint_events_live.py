@@ -79,10 +79,21 @@ async def test_upload_print_pause_resume_cancel_fire_octoprints_events(tmp_path:
             )
             assert reply.status_code == 201, reply.text
             upload = await wait_event(c, "Upload")
-            assert labels(c)[-3:] == recorded("FileAdded", "Upload")
             assert upload["name"] == upload["path"] == "trio_long.gcode"
             assert upload["target"] == "local"
-            # a metadata analysis of the new file
+            assert (upload["print"], upload["effective_print"]) == (False, False)
+            # then, as in OctoPrint, the new file's analysis, without anybody asking for it
+            await wait_event(c, "MetadataAnalysisFinished")
+            assert labels(c)[-3:] == recorded("FileAdded", "Upload")
+            # (OctoPrint's analysis starts just before its Upload event, trioprint's just after)
+            assert [n for n, _ in events(c)][-5:] == [
+                "FileAdded",
+                "UpdatedFiles",
+                "Upload",
+                "MetadataAnalysisStarted",
+                "MetadataAnalysisFinished",
+            ]
+            # a metadata analysis asked for
             mark = len(events(c))
             await c.result("server.files.metascan", {"filename": "trio_long.gcode"})
             analysed = await wait_event(c, "MetadataAnalysisFinished", after=mark)
@@ -229,3 +240,34 @@ async def test_m112_through_the_gcode_api_is_one_estop(tmp_path: Path) -> None:
             await wait_event(c, "PrinterStateChanged", state_is("ERROR"), mark)
             assert labels(c, mark) == ["EStop", "Error", "PrinterStateChanged:ERROR"]
             assert "M112" in dict(events(c)[mark:])["Error"]["error"]
+
+
+async def test_an_upload_with_print_fires_upload_before_the_print(tmp_path: Path) -> None:
+    async with (
+        printer(tmp_path) as live,
+        collector(live) as c,
+        httpx.AsyncClient(base_url=live.http) as http,
+    ):
+        with trio.fail_after(WAIT):
+            await c.result("server.info")
+            reply = await http.post(
+                "/server/files/upload",
+                data={"print": "true"},
+                files={"file": ("go.gcode", LONG.encode())},
+            )
+            assert reply.json()["print_started"] is True
+            upload = await wait_event(c, "Upload")
+            await wait_event(c, "PrintStarted")
+            assert (upload["print"], upload["effective_print"]) == (True, True)
+            names = [n for n, _ in events(c)]
+            assert names.index("Upload") < names.index("PrintStarted")
+            # a second upload while it prints: asked to print, but it cannot
+            reply = await http.post(
+                "/server/files/upload",
+                data={"print": "true"},
+                files={"file": ("next.gcode", b"G28\n")},
+            )
+            assert reply.json()["print_started"] is False
+            second = await wait_event(c, "Upload", lambda p: p["path"] == "next.gcode")
+            assert (second["print"], second["effective_print"]) == (True, False)
+            await c.result("printer.print.cancel")

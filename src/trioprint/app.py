@@ -179,7 +179,10 @@ class Instance:
             serve_file=functools.partial(serve_file, self.files),
             delete_file=self.files.remove_file,
             upload_file=functools.partial(
-                handle_upload, self.files, start_print=self.printer.start_print
+                handle_upload,
+                self.files,
+                start_print=self.printer.start_print,
+                can_print=self._can_print,
             ),
             octoprint_upload=self.octoprint.upload,
             authenticator=self.auth,
@@ -201,6 +204,10 @@ class Instance:
 
     def registered_directories(self) -> list[str]:
         return self.files.registered_directories()
+
+    def _can_print(self) -> bool:
+        """Whether a print can start now: klippy is ready and prints nothing (not even paused)."""
+        return self.klippy.state == "ready" and self._printed_file() is None
 
     def _klippy_printing(self) -> bool:
         return bool(self.klippy.cache.state.get("print_stats", {}).get("state") == "printing")

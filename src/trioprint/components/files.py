@@ -499,6 +499,11 @@ class Files:
             result["source_item"] = {"path": source.relative, "root": source.root.name}
         return result
 
+    def publish(self, event: Event) -> None:
+        """Publish ``event`` on the bus this component announces its changes on (the uploads
+        add what the uploader asked for: :class:`~.uploads.FileUploaded`)."""
+        self._bus.publish(event)
+
     def _announce(self, result: dict[str, Any]) -> None:
         self._websockets.broadcast("notify_filelist_changed", [result])
         source = result.get("source_item")

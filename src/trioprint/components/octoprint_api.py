@@ -29,7 +29,7 @@ from ..registry import Call, NoParams, Transport, endpoint
 from .files import Files
 from .klippy import Klippy
 from .printer import Printer
-from .uploads import store_upload
+from .uploads import FileUploaded, store_upload
 
 log = logging.getLogger(__name__)
 
@@ -407,6 +407,17 @@ class OctoPrintApi:
         want_select = _flag(stored.fields.get("select"))
         want_print = _flag(stored.fields.get("print"))
         ready = self.state() == "Operational"
+        # announced before the print starts, so that the print's events come after it
+        self._files.publish(
+            FileUploaded(
+                stored.root,
+                stored.relative,
+                want_select,
+                want_print,
+                want_select and ready,
+                want_print and ready,
+            )
+        )
         started = False
         if want_print and ready:
             try:

@@ -4,8 +4,8 @@
 
     OctoPrintEvents.run (one bus subscriber, so every input is handled in the order it happened)
     ├─ KlippyStateChanged, KlippyStatus (its internal status subscription), GcodeCommand,
-    │  FileChanged -> OctoPrintMapper (pure: domain/octoprint_mapping.py) -> OctoPrintEvents
-    │  published on the bus (event hooks subscribe to them there)
+    │  FileChanged, FileUploaded -> OctoPrintMapper (pure: domain/octoprint_mapping.py)
+    │  -> OctoPrintEvents published on the bus (event hooks subscribe to them there)
     └─ every OctoPrintEvent on the bus (the mapper's, the metadata component's, the websocket
        open/close listeners', Startup/SettingsUpdated/Shutdown) -> the ring of recent events
        (``server.events.list``) and ``notify_octoprint_event`` to every websocket client
@@ -32,6 +32,7 @@ from ..errors import ApiError
 from ..registry import Call, endpoint
 from .files import FileChanged
 from .klippy import GcodeCommand, Klippy, KlippyStateChanged
+from .uploads import FileUploaded
 
 if TYPE_CHECKING:
     from ..transport.websocket import WebsocketConnection, WebsocketManager
@@ -103,6 +104,15 @@ class OctoPrintEvents:
             return mapper.file_changed(
                 event.action, event.root, event.path, event.source_root, event.source_path
             )
+        if isinstance(event, FileUploaded):
+            return mapper.uploaded(
+                event.root,
+                event.path,
+                select=event.select,
+                print_=event.print,
+                effective_select=event.effective_select,
+                effective_print=event.effective_print,
+            )
         return []
 
     def _catch_up(self) -> list[OctoPrintEvent]:
@@ -124,7 +134,14 @@ class OctoPrintEvents:
         )
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        inputs = (OctoPrintEvent, KlippyStatus, KlippyStateChanged, GcodeCommand, FileChanged)
+        inputs = (
+            OctoPrintEvent,
+            KlippyStatus,
+            KlippyStateChanged,
+            GcodeCommand,
+            FileChanged,
+            FileUploaded,
+        )
         try:
             with self._bus.subscribe(*inputs, capacity=4096, name="octoprint events") as events:
                 self._bus.publish(ev.Startup())

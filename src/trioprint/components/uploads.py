@@ -22,6 +22,7 @@ import attrs
 import trio
 from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
 
+from ..domain.events import Event
 from ..errors import ApiError
 from .files import GCODE_EXTENSIONS, Files
 
@@ -187,17 +188,39 @@ async def store_upload(
     return StoredUpload(result, root, relative, dict(upload.fields))
 
 
+@attrs.frozen
+class FileUploaded(Event):
+    """A file came in through an upload endpoint (after its :class:`~.files.FileChanged`):
+    what the uploader asked for and what it gets (OctoPrint's ``Upload`` event)."""
+
+    root: str
+    path: str
+    select: bool = False
+    print: bool = False
+    effective_select: bool = False
+    effective_print: bool = False
+
+
 async def handle_upload(
     files: Files,
     body: AsyncIterator[bytes],
     content_type: str,
     start_print: Callable[[str], Awaitable[Any]] | None = None,
+    can_print: Callable[[], bool] = lambda: True,
 ) -> dict[str, Any]:
-    """Receive an upload and put it in place; Moonraker's result (the caller answers 201)."""
+    """Receive an upload and put it in place; Moonraker's result (the caller answers 201).
+
+    With ``print=true`` the print is started if ``can_print()`` says the printer is idle."""
     stored = await store_upload(files, body, content_type)
     result = stored.result
     started = False
-    if stored.root == "gcodes" and _truthy(stored.fields.get("print", "false")) and start_print:
+    want_print = stored.root == "gcodes" and _truthy(stored.fields.get("print", "false"))
+    will_print = want_print and start_print is not None and can_print()
+    # announced before the print starts, so that the print's events come after it
+    files.publish(
+        FileUploaded(stored.root, stored.relative, want_print, want_print, will_print, will_print)
+    )
+    if will_print and start_print is not None:
         try:
             await start_print(stored.relative)
             started = True

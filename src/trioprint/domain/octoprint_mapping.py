@@ -379,6 +379,33 @@ class OctoPrintMapper:
 
     # -- files -----------------------------------------------------------------------------
 
+    def uploaded(
+        self,
+        root: str,
+        path: str,
+        *,
+        select: bool = False,
+        print_: bool = False,
+        effective_select: bool = False,
+        effective_print: bool = False,
+    ) -> list[OctoPrintEvent]:
+        """A file came in through an upload endpoint (after its ``create_file``): ``Upload``.
+
+        Only uploads fire it, as in OctoPrint: not a copy, an archive or another program's file.
+        """
+        if root != "gcodes":
+            return []
+        return [
+            ev.Upload(
+                _name(path),
+                path,
+                select=select,
+                print=print_,
+                effective_select=effective_select,
+                effective_print=effective_print,
+            )
+        ]
+
     def file_changed(
         self,
         action: str,
@@ -395,7 +422,7 @@ class OctoPrintMapper:
         here = root == "gcodes"
         there = source_root == "gcodes" and source_path is not None
         if action in ("create_file", "modify_file") and here:
-            out += [ev.FileAdded(ev.LOCAL, path), ev.UpdatedFiles(), ev.Upload(_name(path), path)]
+            out += [ev.FileAdded(ev.LOCAL, path), ev.UpdatedFiles()]
         elif action == "delete_file" and here:
             self._deselect(path, out)
             out += [ev.FileRemoved(ev.LOCAL, path), ev.UpdatedFiles()]
