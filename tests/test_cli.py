@@ -239,3 +239,39 @@ async def test_call_into_a_closed_pipe_is_quiet(tmp_path: Path) -> None:
         assert result.returncode == 0, result.stderr
     finally:
         await stop(started)
+
+
+async def test_call_with_an_api_key(tmp_path: Path) -> None:
+    """`trioprint call --api-key` reaches a server that does not trust the caller's address."""
+    data = tmp_path / "data"
+    started = await start_trioprint(tmp_path, "-d", str(data))
+    url = f"ws://127.0.0.1:{started.port}/websocket"
+    try:  # loopback is trusted by default: the key can be read
+        got = await trio.to_thread.run_sync(
+            lambda: run(["call", "access.get_api_key", "--url", url], tmp_path)
+        )
+        assert got.returncode == 0, got.stderr
+        key = json.loads(got.stdout)
+    finally:
+        assert await stop(started) == 0
+    conf = tmp_path / "untrusting.conf"
+    conf.write_text("[authorization]\ntrust_loopback: False\n")
+    started = await start_trioprint(tmp_path, "-d", str(data), "-c", str(conf))
+    url = f"ws://127.0.0.1:{started.port}/websocket"
+    try:
+        refused = await trio.to_thread.run_sync(
+            lambda: run(["call", "server.info", "--url", url], tmp_path)
+        )
+        assert refused.returncode == 1
+        assert "Unauthorized" in refused.stderr
+        wrong = await trio.to_thread.run_sync(
+            lambda: run(["call", "server.info", "--url", url, "--api-key", "x" * 32], tmp_path)
+        )
+        assert wrong.returncode == 1
+        allowed = await trio.to_thread.run_sync(
+            lambda: run(["call", "server.info", "--url", url, "--api-key", key], tmp_path)
+        )
+        assert allowed.returncode == 0, allowed.stderr
+        assert json.loads(allowed.stdout)["moonraker_version"] == "v0.11.0"
+    finally:
+        assert await stop(started) == 0

@@ -3,7 +3,7 @@
 ::
 
     trioprint [serve] [-c CONFIG] [-d DATA_DIR] [--host H] [--port P] [-v]
-    trioprint call METHOD [JSON_PARAMS] [--url ws://127.0.0.1:7125/websocket]
+    trioprint call METHOD [JSON_PARAMS] [--url ws://127.0.0.1:7125/websocket] [--api-key KEY]
     trioprint --version
 
 Start-up problems are one clear line on stderr and a non-zero exit status, never a traceback.
@@ -67,6 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
     call.add_argument("params", nargs="?", default=None, help="params as a JSON object")
     call.add_argument("--url", default=DEFAULT_URL, help=f"websocket URL (default {DEFAULT_URL})")
     call.add_argument("--timeout", type=float, default=30.0, help="seconds to wait (default 30)")
+    call.add_argument(
+        "--api-key",
+        default=os.environ.get("TRIOPRINT_API_KEY"),
+        help="sent as X-Api-Key, for a server that does not trust this address "
+        "(default: $TRIOPRINT_API_KEY)",
+    )
     return parser
 
 
@@ -112,7 +118,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.command == "call":
-        return run_call(args.method, args.params, url=args.url, timeout=args.timeout)
+        return run_call(
+            args.method, args.params, url=args.url, timeout=args.timeout, api_key=args.api_key
+        )
     return run_serve(args)
 
 
@@ -167,7 +175,14 @@ def run_serve(args: argparse.Namespace) -> int:
 # --- trioprint call ------------------------------------------------------------------------
 
 
-def run_call(method: str, params_text: str | None, *, url: str, timeout: float) -> int:
+def run_call(
+    method: str,
+    params_text: str | None,
+    *,
+    url: str,
+    timeout: float,
+    api_key: str | None = None,
+) -> int:
     params: Any = None
     if params_text is not None:
         try:
@@ -179,7 +194,7 @@ def run_call(method: str, params_text: str | None, *, url: str, timeout: float) 
     problem: str | None = None
     reply: dict[str, Any] = {}
     try:
-        reply = trio.run(_call, url, method, params, timeout)
+        reply = trio.run(_call, url, method, params, timeout, api_key)
     except* TimeoutError:
         problem = f"no answer from {url} within {timeout:g} s"
     except* (OSError, _Unreachable) as group:
@@ -204,7 +219,9 @@ class _Unreachable(Exception):
     pass
 
 
-async def _call(url: str, method: str, params: Any, seconds: float) -> dict[str, Any]:
+async def _call(
+    url: str, method: str, params: Any, seconds: float, api_key: str | None = None
+) -> dict[str, Any]:
     from trio_websocket import ConnectionClosed, HandshakeError, open_websocket_url
 
     request: dict[str, Any] = {"jsonrpc": "2.0", "method": method, "id": os.getpid()}
@@ -212,7 +229,8 @@ async def _call(url: str, method: str, params: Any, seconds: float) -> dict[str,
         request["params"] = params
     with trio.fail_after(seconds):
         try:
-            async with open_websocket_url(url) as ws:
+            headers = [(b"X-Api-Key", api_key.encode())] if api_key else None
+            async with open_websocket_url(url, extra_headers=headers) as ws:
                 await ws.send_message(json.dumps(request))
                 while True:
                     message = json.loads(await ws.get_message())
