@@ -143,6 +143,7 @@ async def test_outside_change_elsewhere_still_seen_after_own_change(env: Env) ->
 
 async def test_run_scans_every_interval(tmp_path: Path, autojump_clock: trio.abc.Clock) -> None:
     env = make_env(tmp_path, watch_interval=30.0)
+    env.files.use_inotify = False  # the polling loop (inotify: tests/test_files_inotify.py)
     write(env.gcodes / "a.gcode")
     with env.bus.subscribe(FileChanged) as events:
         await env.files.scan_changes()

@@ -22,12 +22,19 @@ All file-system work runs in a worker thread (:func:`trio.to_thread.run_sync`); 
 that change something are serialized by one lock.
 
 Changes other programs make in the writable roots (``config``, ``gcodes``, the ones Moonraker
-watches) are found by scanning them every ``[file_manager] watch_interval`` seconds in a worker
-thread and comparing the scan with the previous one (:mod:`trioprint.domain.snapshots`); they
-are announced as trioprint's own changes are. After each of its own changes this component
-rescans the paths it touched, under the same lock, so those are never announced twice (what
-another program changed at such a path since the last scan is taken in with it, unannounced).
-Hidden names (``.thumbs``, ``.git``, temporary files) are not watched.
+watches) are found by scanning them in a worker thread and comparing the scan with the
+previous one (:mod:`trioprint.domain.snapshots`); they are announced as trioprint's own changes
+are. On Linux a scan is triggered by inotify (:mod:`trioprint.transport.inotify`): every folder
+of the writable roots is watched, and an event that may matter
+(:func:`trioprint.domain.inotify.calls_for_rescan`) is followed by :data:`DEBOUNCE` seconds of
+gathering the events after it, one rescan, and watches for the folders that appeared (then one
+more rescan, for what happened in them before they were watched). Where inotify cannot be used
+(not Linux, no descriptor or watch left, a failure of the watcher) the roots are scanned every
+``[file_manager] watch_interval`` seconds instead; ``0`` turns watching off. After each of its
+own changes this component rescans the paths it touched, under the same lock, so those are
+never announced twice (what another program changed at such a path since the last scan is
+taken in with it, unannounced). Hidden names (``.thumbs``, ``.git``, temporary files) are not
+watched.
 """
 
 from __future__ import annotations
@@ -52,10 +59,12 @@ from quart import Response
 
 from ..bus import Bus, Event
 from ..config import Config
+from ..domain.inotify import IN_IGNORED, WATCH_MASK, InotifyEvent, WatchTable, calls_for_rescan
 from ..domain.paths import PathError, confined, split_root
 from ..domain.snapshots import Entry, Snapshot, diff, replace_subtree
 from ..errors import ApiError
 from ..registry import Call, NoParams, Transport, endpoint
+from ..transport.inotify import Inotify
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +72,8 @@ log = logging.getLogger(__name__)
 GCODE_EXTENSIONS = frozenset({".gcode", ".g", ".gco", ".ufp", ".nc"})
 #: Bytes read at a time when a file is served.
 CHUNK_SIZE = 64 * 1024
+#: Seconds the inotify watcher gathers events after the first one before it rescans.
+DEBOUNCE = 0.2
 
 
 class Broadcaster(Protocol):
@@ -311,6 +322,10 @@ def _scan_tree(root: Root, relative: str = "") -> dict[str, Entry]:
     return found
 
 
+class _WatchLimit(OSError):
+    """inotify_add_watch failed with ENOSPC: no watch left for this user."""
+
+
 class Files:
     """Moonraker's ``file_manager``: roots, listings, changes, downloads, archives, watching
     (uploads, metadata and thumbnails are in :mod:`.uploads` and :mod:`.metadata`)."""
@@ -330,6 +345,10 @@ class Files:
         self.metadata_lookup: MetadataLookup | None = None
         self.warnings: list[str] = []
         self.watch_interval = config.file_manager.watch_interval
+        #: Whether :meth:`run` tries inotify before falling back to scanning periodically.
+        self.use_inotify = True
+        #: How :meth:`run` watches now: "inotify", "polling", or None (not, or not yet).
+        self.watching: str | None = None
         #: root name -> its last scan; None until the first scan (see :meth:`scan_changes`).
         self._snapshots: dict[str, dict[str, Entry]] | None = None
 
@@ -369,19 +388,124 @@ class Files:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Create the missing root folders, then watch the writable roots for changes other
-        programs make (every ``watch_interval`` seconds; not at all if it is 0)."""
+        programs make: with inotify where it can be used, else by scanning them every
+        ``watch_interval`` seconds; not at all if that is 0."""
         await self.roots()
         task_status.started()
         if self.watch_interval <= 0:
             return
+        await self._scan_logged()  # the first one records what is there at start-up
+        notify = self._open_inotify() if self.use_inotify else None
+        if notify is not None:
+            self.watching = "inotify"
+            with notify:
+                try:
+                    await self._watch_with_inotify(notify)
+                except _WatchLimit as exc:
+                    log.warning(
+                        "file_manager: cannot watch %s with inotify (%s: raise "
+                        "fs.inotify.max_user_watches); scanning every %g s instead",
+                        exc.filename,
+                        exc.strerror,
+                        self.watch_interval,
+                    )
+                except Exception:  # the watcher must not take the server down
+                    log.exception(
+                        "file_manager: the inotify watcher failed; scanning every %g s instead",
+                        self.watch_interval,
+                    )
+        else:
+            log.info(
+                "file_manager: watching the writable roots by scanning them every %g s",
+                self.watch_interval,
+            )
+        self.watching = "polling"
         while True:
-            try:
-                await self.scan_changes()  # the first one records what is there at start-up
-            except Exception:  # the watcher must not take the server down: it tries again
-                log.exception("file_manager: scanning the roots for changes failed")
             await trio.sleep(self.watch_interval)
+            await self._scan_logged()
 
     # -- watching --
+
+    async def _scan_logged(self) -> None:
+        try:
+            await self.scan_changes()
+        except Exception:  # the watcher must not take the server down: it tries again
+            log.exception("file_manager: scanning the roots for changes failed")
+
+    def _open_inotify(self) -> Inotify | None:
+        try:
+            notify = Inotify.open()
+        except OSError as exc:
+            log.info("file_manager: inotify is not available (%s)", exc.strerror or exc)
+            return None
+        except Exception:  # whatever ctypes does, the watcher can still poll
+            log.exception("file_manager: inotify could not be opened")
+            return None
+        log.info("file_manager: watching the writable roots with inotify")
+        return notify
+
+    async def _watch_with_inotify(self, notify: Inotify) -> None:
+        """Watch every folder of the writable roots; on an event that may matter, gather what
+        follows for :data:`DEBOUNCE` seconds, then rescan (which announces), then watch the
+        folders that appeared. Returns only by raising (then the caller polls)."""
+        watches = WatchTable()
+        while await self._sync_watches(notify, watches):
+            # folders got watches: what happened in them before is found by scanning again
+            await self._scan_logged()
+        while True:
+            if not self._take_events(await notify.read(), watches):
+                continue
+            with trio.move_on_after(DEBOUNCE):
+                while True:
+                    self._take_events(await notify.read(), watches)
+            await self._scan_logged()
+            while await self._sync_watches(notify, watches):
+                await self._scan_logged()
+
+    @staticmethod
+    def _take_events(events: list[InotifyEvent], watches: WatchTable) -> bool:
+        """Forget the watches the kernel dropped; whether any event calls for a rescan."""
+        rescan = False
+        for event in events:
+            if event.mask & IN_IGNORED and watches.ignored(event.wd):
+                rescan = True  # a watched folder went: a new one may have its path now
+            rescan = rescan or calls_for_rescan(event)
+        return rescan
+
+    async def _sync_watches(self, notify: Inotify, watches: WatchTable) -> bool:
+        """Watch the roots and every folder of the last scan, stop watching folders no longer
+        in it; whether a watch was added."""
+        roots = await self.roots()
+        async with self._lock:
+            return await trio.to_thread.run_sync(self._sync_watches_now, roots, notify, watches)
+
+    def _sync_watches_now(
+        self, roots: Mapping[str, Root], notify: Inotify, watches: WatchTable
+    ) -> bool:  # thread, locked
+        snapshots = self._snapshots or {}
+        wanted: list[tuple[str, str]] = []
+        for name, root in roots.items():
+            if root.writable:  # watched even before a scan succeeded: its events lead to one
+                wanted.append((name, ""))
+                snapshot = snapshots.get(name, {})
+                wanted.extend((name, path) for path, entry in snapshot.items() if entry.is_dir)
+        for wd in watches.drop_unwanted(wanted):
+            notify.rm_watch(wd)
+        added = False
+        for key in watches.missing(wanted):
+            name, path = key
+            full = os.path.join(roots[name].real, path) if path else roots[name].real
+            try:
+                wd = notify.add_watch(full, WATCH_MASK)
+            except OSError as exc:
+                if exc.errno == errno.ENOSPC:
+                    raise _WatchLimit(exc.errno, exc.strerror, full) from exc
+                if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.EACCES, errno.ELOOP):
+                    continue  # gone or replaced since the scan (an event tells), a symlink
+                raise
+            watches.added(key, wd)
+            added = True
+        return added
 
     async def scan_changes(self) -> list[dict[str, Any]]:
         """Scan the writable roots now and announce what changed since the previous scan
