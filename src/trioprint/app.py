@@ -95,7 +95,7 @@ class Instance:
         self.bus = Bus()
         self.registry = Registry()
         # The persistent key-value store every component persists through: opened by its run
-        # (the first component started), so no component's __init__ may touch it.
+        # before the components start (see run), so no component's __init__ may touch it.
         self.database = Database(
             Path(config.database.database_path or config.data_dir / "database"),
             config.data_dir / "backup" / "database",

@@ -11,8 +11,8 @@ Moonraker backup restores into trioprint; :mod:`trioprint.domain.database` holds
 
 :class:`Database` implements :class:`~trioprint.domain.kv.KeyValueStore` for the components,
 and :meth:`Database.call` runs a function on the connection, for components that want tables
-of their own. It is opened by :meth:`Database.run` (the first component started) and closed
-when the instance stops.
+of their own. It is opened by :meth:`Database.run`, which the instance runs in a nursery
+around the components' (opened before any of them starts, closed after all of them ended).
 """
 
 from __future__ import annotations
