@@ -161,8 +161,15 @@ def _prepare(flavour: KlippyFlavour, workdir: Path) -> Path:
     return printer_cfg
 
 
-def _open_output(path: Path) -> int:
-    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+async def open_logged_process(argv: list[str], cwd: Path, output: Path) -> trio.Process:
+    """Start a peer process (klippy, Moonraker) with stdout and stderr written to ``output``."""
+    fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        return await trio.lowlevel.open_process(
+            argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=fd, stderr=subprocess.STDOUT
+        )
+    finally:
+        os.close(fd)
 
 
 async def _wait_for_socket(klippy: RunningKlippy) -> None:
@@ -203,28 +210,22 @@ async def run_klippy(flavour: KlippyFlavour | None, workdir: Path) -> AsyncItera
     """
     flavour = require_klippy(flavour)
     printer_cfg = _prepare(flavour, workdir)
-    output = _open_output(workdir / "klippy.out")
-    try:
-        process = await trio.lowlevel.open_process(
-            [
-                os.fspath(flavour.executable),
-                os.fspath(printer_cfg),
-                "-o",
-                "/dev/null",
-                "-d",
-                os.fspath(workdir / "klipper.dict"),
-                "-a",
-                os.fspath(workdir / "klippy.sock"),
-                "-l",
-                os.fspath(workdir / "klippy.log"),
-            ],
-            cwd=workdir,
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    finally:
-        os.close(output)
+    process = await open_logged_process(
+        [
+            os.fspath(flavour.executable),
+            os.fspath(printer_cfg),
+            "-o",
+            "/dev/null",
+            "-d",
+            os.fspath(workdir / "klipper.dict"),
+            "-a",
+            os.fspath(workdir / "klippy.sock"),
+            "-l",
+            os.fspath(workdir / "klippy.log"),
+        ],
+        workdir,
+        workdir / "klippy.out",
+    )
     klippy = RunningKlippy(flavour, workdir, process)
     try:
         try:

@@ -13,7 +13,6 @@ import contextlib
 import os
 import shutil
 import socket
-import subprocess
 import tempfile
 import urllib.parse
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -26,7 +25,7 @@ import trio
 
 from trioprint.sim.server import SimKlippy
 
-from .klippy_real import _in_ci, stop_process
+from .klippy_real import _in_ci, open_logged_process, stop_process
 
 MOONRAKER = os.environ.get("TRIOPRINT_MOONRAKER", "")
 #: Real seconds: every wait in these tests is bounded by this.
@@ -213,17 +212,11 @@ async def moonraker_on_sim(workdir: Path) -> AsyncIterator[Rig]:
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(sim.run)
-            output = os.open(output_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            try:
-                process = await trio.lowlevel.open_process(
-                    [os.fspath(exe), "-d", os.fspath(data), "-c", os.fspath(conf), "-v"],
-                    cwd=workdir,
-                    stdin=subprocess.DEVNULL,
-                    stdout=output,
-                    stderr=subprocess.STDOUT,
-                )
-            finally:
-                os.close(output)
+            process = await open_logged_process(
+                [os.fspath(exe), "-d", os.fspath(data), "-c", os.fspath(conf), "-v"],
+                workdir,
+                output_path,
+            )
             base_url = f"http://127.0.0.1:{port}"
             try:
                 async with httpx.AsyncClient(base_url=base_url, timeout=WAIT) as http:
