@@ -1,9 +1,10 @@
 """``server.temperature_store`` and ``server.gcode_store`` (Moonraker's ``data_store``).
 
 The rings are pure (:mod:`trioprint.domain.stores`); this component feeds them from the klippy
-link: each time klippy becomes ready it asks ``heaters`` which sensors exist, subscribes to them
-(an internal subscriber of the status fan-out) and samples their latest values once a second.
-G-code commands sent through the API and klippy's responses go into the G-code ring.
+link: each time klippy becomes ready it reads which sensors exist (the link's ``heaters``),
+subscribes to them (an internal subscriber of the status fan-out) and samples their latest
+values once a second. G-code commands sent through the API and klippy's responses go into the
+G-code ring.
 """
 
 from __future__ import annotations
@@ -50,8 +51,7 @@ class DataStore:
         self.gcodes.add(message, "command" if kind == "command" else "response", time.time())
 
     async def _configure(self) -> None:
-        result = await self._klippy.request("objects/query", {"objects": {"heaters": None}})
-        heaters = result.get("status", {}).get("heaters", {})
+        heaters = self._klippy.heaters
         sensors = [str(s) for s in heaters.get("available_sensors", [])]
         monitors = [str(s) for s in heaters.get("available_monitors", [])]
         spec: ObjectSpec = dict.fromkeys([*sensors, *monitors])

@@ -7,8 +7,8 @@
        └─ per connection (a nursery):
           ├─ KlippySession.run: reader + writer (transport/klippy.py)
           └─ initialization: ``info`` (identifies trioprint) polled until klippy leaves
-             ``startup``; ``objects/list``; ``heaters`` (the temperature store's sensors);
-             ``objects/subscribe`` with the merged subscription (webhooks, internal consumers
+             ``startup``; ``objects/list``; ``objects/subscribe`` with the merged subscription
+             (webhooks and heaters, internal consumers
              and every client's objects); ``gcode/subscribe_output``; remote methods when
              ready; then ``notify_klippy_ready`` (or ``notify_klippy_shutdown``)
 
@@ -28,7 +28,7 @@ up (its writer asks for the pending diff only when its queue is empty). Internal
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -141,6 +141,13 @@ class Klippy:
     def on_ready(self, hook: Callable[[], Awaitable[None]]) -> None:
         """Run ``hook`` each time klippy becomes ready (after the subscription is in place)."""
         self._ready_hooks.append(hook)
+
+    @property
+    def heaters(self) -> Mapping[str, Any]:
+        """Klippy's ``heaters`` object (``available_heaters``, ``available_sensors``,
+        ``available_monitors``), always subscribed: current once ready hooks run."""
+        heaters = self.cache.state.get("heaters")
+        return heaters if isinstance(heaters, Mapping) else {}
 
     def on_gcode(self, listener: Callable[[str, str], None]) -> None:
         """``listener(kind, message)`` for every command sent and response line received."""
@@ -365,7 +372,9 @@ class Klippy:
             state = str(info.get("state", "error"))
             objects = await session.request("objects/list", {})
             self.objects = list(objects.get("objects", []))
-            self._subs.set(("internal", "webhooks"), {"webhooks": None})
+            # klippy's state, and which heaters and sensors exist (the temperature store and
+            # the OctoPrint emulation read it from the cache when klippy is ready)
+            self._subs.set(("internal", "webhooks"), {"webhooks": None, "heaters": None})
             await self.resubscribe()
             await session.request(
                 "gcode/subscribe_output", {"response_template": {"method": GCODE_METHOD}}

@@ -190,9 +190,7 @@ class OctoPrintApi:
 
     async def _configure(self) -> None:
         """Each time klippy is ready: which heaters exist, then subscribe to them."""
-        result = await self._klippy.request("objects/query", {"objects": {"heaters": None}})
-        heaters = result.get("status", {}).get("heaters", {})
-        self.heaters = [str(h) for h in heaters.get("available_heaters", [])]
+        self.heaters = [str(h) for h in self._klippy.heaters.get("available_heaters", [])]
         self._klippy.set_internal_subscription("octoprint_api", self._spec(), _ignore)
         await self._klippy.resubscribe()
 
