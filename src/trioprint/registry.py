@@ -326,6 +326,9 @@ class Registry:
     def __init__(self) -> None:
         self._by_rpc: dict[str, Endpoint] = {}
         self._by_path: dict[str, dict[str, Endpoint]] = {}
+        #: The routes served over HTTP, by path (looked up for every HTTP request, twice: once
+        #: to authenticate it, once to serve it), built as endpoints are added.
+        self._http_by_path: dict[str, dict[str, Endpoint]] = {}
 
     def add(
         self,
@@ -354,6 +357,9 @@ class Registry:
                     raise ValueError(f"JSON-RPC method {rpc_name} is declared twice")
                 self._by_rpc[rpc_name] = ep
         self._by_path[path] = routes
+        http = {v: ep for v, ep in routes.items() if ep.transports & Transport.HTTP}
+        if http:
+            self._http_by_path[path] = http
 
     def add_component(self, component: object) -> None:
         """Register every method of ``component`` marked with :func:`endpoint`."""
@@ -375,10 +381,8 @@ class Registry:
         return self._by_rpc.get(name)
 
     def by_path(self, path: str) -> Mapping[str, Endpoint] | None:
-        routes = self._by_path.get(path)
-        if routes is None:
-            return None
-        return {v: ep for v, ep in routes.items() if ep.transports & Transport.HTTP} or None
+        """The HTTP routes of ``path`` by verb; None if nothing is served there over HTTP."""
+        return self._http_by_path.get(path)
 
     def endpoints(self) -> list[Endpoint]:
         return [ep for routes in self._by_path.values() for ep in routes.values()]
