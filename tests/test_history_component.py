@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import types
 from collections.abc import AsyncIterator, Callable
@@ -29,8 +30,8 @@ class FakeKlippy:
     ) -> None:
         self.subscriptions[name] = (spec, callback)
 
-    def push(self, diff: dict[str, Any]) -> None:
-        self.subscriptions["history"][1](diff, 0.0)
+    def push(self, diff: dict[str, Any], eventtime: float) -> None:
+        self.subscriptions["history"][1](diff, eventtime)
 
 
 class FakeWebsockets:
@@ -90,6 +91,10 @@ class Rig:
         self.ws = FakeWebsockets()
         self.store = store
         self.now = 1000.0
+        #: The printer's clock (klippy's eventtime): its own origin, and as fast as the wall
+        #: clock unless a test sets ``printer_speed`` (a simulated printer at --sim-speed).
+        self.eventtime = 50.0
+        self.printer_speed = 1.0
         self.history = History(
             self.klippy,
             self.bus,
@@ -104,11 +109,12 @@ class Rig:
 
     async def feed(self, state: str | None = None, at: float | None = None, **fields: Any) -> None:
         if at is not None:
+            self.eventtime += (at - self.now) * self.printer_speed
             self.now = at
         diff = dict(fields)
         if state is not None:
             diff["state"] = state
-        self.klippy.push({"print_stats": diff})
+        self.klippy.push({"print_stats": diff}, self.eventtime)
         await self.history.settled()
 
     async def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
@@ -144,7 +150,7 @@ async def test_a_print_is_one_job_announced_when_added_and_finished(tmp_path: Pa
     async with rig(tmp_path) as r:
         assert r.klippy.subscriptions["history"][0]["print_stats"]
         (r.gcodes / "cube.gcode").write_text("G28\n")
-        await r.feed("printing", at=1000.0, filename="cube.gcode", total_duration=0.1)
+        await r.feed("printing", at=1000.0, filename="cube.gcode", total_duration=0.0)
         (added,) = await r.ws.wait_changes(1)
         assert added["action"] == "added"
         assert added["job"]["status"] == "in_progress"
@@ -314,31 +320,81 @@ async def test_a_shutdown_ends_the_job_as_klippy_shutdown(tmp_path: Path) -> Non
     async with rig(tmp_path) as r:
         (r.gcodes / "a.gcode").write_text("x")
         await r.feed("printing", at=10.0, filename="a.gcode", total_duration=0.0)
-        r.klippy.push({"webhooks": {"state": "shutdown"}, "print_stats": {"state": "paused"}})
+        r.klippy.push(
+            {"webhooks": {"state": "shutdown"}, "print_stats": {"state": "paused"}}, r.eventtime
+        )
         finished = (await r.ws.wait_changes(2))[1]
         assert finished["job"]["status"] == "klippy_shutdown"
         assert len(await r.ws.wait_changes(2)) == 2
 
 
-async def test_a_job_cut_short_is_interrupted_at_the_next_start(tmp_path: Path) -> None:
+async def test_a_stop_mid_print_ends_the_job_as_server_exit(tmp_path: Path) -> None:
     store = MemoryStore()
     async with rig(tmp_path, store) as r:
         await r.print_file("a.gcode", 0.0, 10.0)
         (r.gcodes / "b.gcode").write_text("x")
         await r.feed("printing", at=20.0, filename="b.gcode", total_duration=0.0)
+        await r.feed(at=23.0, total_duration=3.0, print_duration=2.5)
         await r.ws.wait_changes(3)
-    # the component was stopped mid-print (a restart or a crash): the record says in_progress
-    assert store.data[NAMESPACE]["000002"]["status"] == "in_progress"
+    # the component was stopped mid-print (a stop or server.restart): as Moonraker records it
+    stored = store.data[NAMESPACE]["000002"]
+    assert stored["status"] == "server_exit"
+    assert (stored["end_time"], stored["total_duration"]) == (23.0, 3.0)
+    assert "trioprint_last_seen" not in stored
+    assert store.data[NAMESPACE]["totals"]["job_totals"]["total_jobs"] == 2
     async with rig(tmp_path, store) as r:
+        jobs = (await r.call("server.history.list"))["jobs"]
+        assert [(j["job_id"], j["status"]) for j in jobs] == [
+            ("000002", "server_exit"),
+            ("000001", "completed"),
+        ]
+        assert (await r.call("server.history.totals"))["job_totals"]["total_jobs"] == 2
+        await r.print_file("c.gcode", 30.0, 5.0)  # ids go on from the stored ones
+        assert (await r.call("server.history.list", {"limit": 1}))["jobs"][0]["job_id"] == "000003"
+
+
+async def test_a_crash_mid_print_leaves_the_job_interrupted_at_its_last_checkpoint(
+    tmp_path: Path,
+) -> None:
+    store = MemoryStore()
+    async with rig(tmp_path, store) as r:
+        await r.print_file("a.gcode", 0.0, 10.0)
+        (r.gcodes / "b.gcode").write_text("x")
+        await r.feed("printing", at=20.0, filename="b.gcode", total_duration=0.0)
+        for second in range(1, 8):  # klippy reports the durations as they grow
+            await r.feed(at=20.0 + second, total_duration=float(second), print_duration=second / 2)
+        await r.ws.wait_changes(3)
+        # the process dies here: what the store holds is all a new start sees
+        crashed = MemoryStore()
+        crashed.data = copy.deepcopy(store.data)
+    stored = crashed.data[NAMESPACE]["000002"]
+    assert stored["status"] == "in_progress"
+    assert stored["trioprint_last_seen"] == 25.0  # checkpointed CHECKPOINT_INTERVAL s in
+    async with rig(tmp_path, crashed) as r:
         jobs = (await r.call("server.history.list"))["jobs"]
         assert [(j["job_id"], j["status"]) for j in jobs] == [
             ("000002", "interrupted"),
             ("000001", "completed"),
         ]
-        assert store.data[NAMESPACE]["000002"]["status"] == "interrupted"
+        job = jobs[0]
+        assert (job["start_time"], job["end_time"]) == (20.0, 25.0)
+        assert (job["total_duration"], job["print_duration"]) == (5.0, 2.5)
+        assert "trioprint_last_seen" not in job
+        # as in Moonraker, nothing saw the interrupted job end: it does not count
         assert (await r.call("server.history.totals"))["job_totals"]["total_jobs"] == 1
-        await r.print_file("c.gcode", 30.0, 5.0)  # ids go on from the stored ones
-        assert (await r.call("server.history.list", {"limit": 1}))["jobs"][0]["job_id"] == "000003"
+        assert crashed.data[NAMESPACE]["000002"]["status"] == "interrupted"
+
+
+async def test_a_jobs_times_follow_the_printers_clock(tmp_path: Path) -> None:
+    # a simulated printer at --sim-speed 20: 134 s of printing pass in 6.7 s of wall time
+    async with rig(tmp_path) as r:
+        r.printer_speed = 20.0
+        (r.gcodes / "fast.gcode").write_text("G28\n")
+        await r.feed("printing", at=1000.0, filename="fast.gcode", total_duration=0.0)
+        await r.feed("complete", at=1006.7, total_duration=134.0, print_duration=130.0)
+        job = (await r.ws.wait_changes(2))[1]["job"]
+    assert job["start_time"] == 1000.0
+    assert job["end_time"] - job["start_time"] == pytest.approx(job["total_duration"])
 
 
 async def test_broken_stored_entries_are_skipped(tmp_path: Path) -> None:

@@ -78,7 +78,7 @@ async def test_a_cancelled_print_is_recorded_cancelled(tmp_path: Path) -> None:
         assert jobs[0]["filename"] == "long.gcode"
 
 
-async def test_a_restart_mid_print_leaves_the_job_interrupted(
+async def test_a_restart_mid_print_ends_the_job_as_server_exit(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Until the SQLite database lands every Instance gets a MemoryStore of its own: share one
@@ -103,7 +103,10 @@ async def test_a_restart_mid_print_leaves_the_job_interrupted(
             printing = await new.klippy.request(
                 "objects/query", {"objects": {"print_stats": ["state"]}}
             )
-        assert [(j["job_id"], j["status"]) for j in jobs] == [("000001", "interrupted")]
+        assert [(j["job_id"], j["status"]) for j in jobs] == [("000001", "server_exit")]
+        (job,) = jobs
+        # one clock: the job's end is its start plus the printer's elapsed time (speed 20)
+        assert job["end_time"] - job["start_time"] == pytest.approx(job["total_duration"], abs=1)
         # the machine went on printing: only the host restarted
         assert printing["status"]["print_stats"]["state"] == "printing"
         await new.klippy.request("pause_resume/cancel", {})

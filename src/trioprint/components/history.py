@@ -11,8 +11,11 @@ again with the totals, and announced as ``"finished"``.
 
 Storage: the instance's key-value store, namespace ``history``: each job under its uid
 (``"00002A"``), the totals under ``"totals"``. All jobs are also kept in memory (a few
-thousand records) for listing. At start-up a job still ``in_progress`` (the server stopped or
-crashed while it ran) is marked ``interrupted``.
+thousand records) for listing. While a job runs its record is checkpointed every
+``CHECKPOINT_INTERVAL`` seconds (durations so far, the time it was last seen alive); when the
+server stops or restarts the running job ends ``server_exit``, as Moonraker ends it; a job still
+``in_progress`` at start-up (the server crashed while it ran) is marked ``interrupted``, closed
+with its last checkpoint.
 """
 
 from __future__ import annotations
@@ -52,6 +55,10 @@ NAMESPACE = "history"
 TOTALS_KEY = "totals"
 #: Inputs waiting for the tracker (a few per second while printing); beyond this, dropped.
 INPUT_CAPACITY = 10_000
+#: Seconds (wall clock) between two checkpoints of a running job's record.
+CHECKPOINT_INTERVAL = 5.0
+#: Seconds the stopping component may take to record the running job as ``server_exit``.
+EXIT_TIMEOUT = 2.0
 
 
 class StatusSource(Protocol):
@@ -153,6 +160,7 @@ class History:
         self.jobs: dict[int, Job] = {}
         self._lock = trio.Lock()
         self._send, self._receive = trio.open_memory_channel[tuple[str, Any, float]](INPUT_CAPACITY)
+        self._checkpointed = -math.inf
         self._dropped = 0
         self._idle = trio.Event()
         klippy.set_internal_subscription(
@@ -173,7 +181,7 @@ class History:
                 self._idle = trio.Event()
 
     def _on_status(self, diff: dict[str, Any], eventtime: float) -> None:
-        self._put("status", diff)
+        self._put("status", (diff, eventtime))
 
     async def settled(self) -> None:
         """Wait until every input so far has been carried out (for tests and callers)."""
@@ -185,27 +193,61 @@ class History:
         await self._load()
         with self._bus.subscribe(KlippyStateChanged, capacity=256, name="history") as events:
             task_status.started()
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._forward_klippy_states, events)
-                while True:
-                    try:
-                        kind, data, now = self._receive.receive_nowait()
-                    except trio.WouldBlock:
-                        self._idle.set()
-                        kind, data, now = await self._receive.receive()
-                    if kind == "status":
-                        decisions = self.tracker.status(data, now)
-                    elif data == "disconnected":
-                        decisions = self.tracker.klippy_disconnected(now)
-                    elif data == "shutdown":
-                        decisions = self.tracker.klippy_shutdown(now)
-                    else:
-                        decisions = []
-                    for decision in decisions:
-                        try:
-                            await self._apply(decision)
-                        except Exception:  # a failed write loses one record, not the server
-                            log.exception("history: job %s not recorded", decision.job.uid)
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._forward_klippy_states, events)
+                    await self._consume()
+            finally:
+                # A stop or restart (the components' nursery is cancelled; the database closes
+                # only after every component has ended): the running job ends server_exit.
+                with trio.CancelScope(shield=True), trio.move_on_after(EXIT_TIMEOUT):
+                    await self._carry_out(self.tracker.server_exit(self._clock()))
+
+    async def _consume(self) -> None:
+        while True:
+            try:
+                kind, data, now = self._receive.receive_nowait()
+            except trio.WouldBlock:
+                self._idle.set()
+                kind, data, now = await self._receive.receive()
+            if kind == "status":
+                diff, eventtime = data
+                decisions = self.tracker.status(diff, now, eventtime)
+            elif data == "disconnected":
+                decisions = self.tracker.klippy_disconnected(now)
+            elif data == "shutdown":
+                decisions = self.tracker.klippy_shutdown(now)
+            else:
+                decisions = []
+            await self._carry_out(decisions)
+            if decisions:
+                self._checkpointed = now
+            elif now - self._checkpointed >= CHECKPOINT_INTERVAL:
+                await self._checkpoint(now)
+
+    async def _carry_out(self, decisions: list[Decision]) -> None:
+        for decision in decisions:
+            try:
+                await self._apply(decision)
+            except Exception:  # a failed write loses one record, not the server
+                log.exception("history: job %s not recorded", decision.job.uid)
+
+    async def _checkpoint(self, now: float) -> None:
+        """Store the running job's progress, so a crash leaves how far it got."""
+        job = self.tracker.progress(now)
+        self._checkpointed = now
+        if job is None:
+            return
+        async with self._lock:
+            known = self.jobs.get(job.job_id)
+            if known is None:  # its start is not stored yet (or was deleted by a client)
+                return
+            job.metadata = known.metadata
+            self.jobs[job.job_id] = job
+            try:
+                await self._db.insert_item(NAMESPACE, [job.uid], job.stored())
+            except Exception:
+                log.exception("history: checkpoint of job %s not stored", job.uid)
 
     async def _forward_klippy_states(self, events: trio.MemoryReceiveChannel[Any]) -> None:
         async for event in events:
@@ -233,7 +275,7 @@ class History:
         )
         cut = interrupted(self.jobs)
         for job in cut:
-            await self._db.insert_item(NAMESPACE, [job.uid], job.record())
+            await self._db.insert_item(NAMESPACE, [job.uid], job.stored())
         if cut:
             log.info("history: jobs interrupted by a stop or crash: %s", [job.uid for job in cut])
 
@@ -260,7 +302,7 @@ class History:
             elif known is not None:
                 job.metadata = known.metadata
             self.jobs[job.job_id] = job
-            await self._db.insert_item(NAMESPACE, [job.uid], job.record())
+            await self._db.insert_item(NAMESPACE, [job.uid], job.stored())
             if isinstance(decision, JobFinished):
                 # the tracker's totals, not the decision's: a reset may have come in between
                 await self._save_totals(dict(self.tracker.totals))

@@ -13,8 +13,17 @@ The transitions follow Moonraker 0.11 (its ``job_state`` and ``history`` compone
   job ends ``cancelled`` and a new one starts;
 - ``complete`` ends the job ``completed``, ``error`` ends it ``error``, ``cancelled`` and
   ``standby`` end it ``cancelled``; klippy's shutdown ends it ``klippy_shutdown``, the loss of
-  the link ``klippy_disconnect``; a job still ``in_progress`` when the server starts again
-  was cut short and is marked ``interrupted`` (:func:`interrupted`).
+  the link ``klippy_disconnect``, the server stopping or restarting ``server_exit``; a job
+  still ``in_progress`` when the server starts again was cut short by a crash and is marked
+  ``interrupted`` (:func:`interrupted`), closed with the time and durations it was last seen
+  with (:meth:`JobTracker.progress` checkpoints them while it runs).
+
+One clock for a job: its ``start_time`` is the wall time at which it started, and every later
+time of the job (its end, its last-seen checkpoint) is that start plus the printer's own elapsed
+time (klippy's ``eventtime``, the clock ``print_duration`` and ``total_duration`` are counted
+on, from the moment the print began), so ``end_time - start_time`` is the job's
+``total_duration`` even on a simulated printer that runs faster than real time. With a real
+klippy the printer's clock runs with the wall's.
 
 One job at most is open at any time; every finished job adds to the totals, which only a reset
 brings back to zero. The first status after (re)connecting is taken as the baseline: a print
@@ -38,8 +47,18 @@ STATS_FIELDS = ("state", "filename", "print_duration", "total_duration", "filame
 IN_PROGRESS = "in_progress"
 #: The statuses a job ends with.
 FINAL_STATUSES = frozenset(
-    {"completed", "cancelled", "error", "klippy_shutdown", "klippy_disconnect", "interrupted"}
+    {
+        "completed",
+        "cancelled",
+        "error",
+        "klippy_shutdown",
+        "klippy_disconnect",
+        "server_exit",
+        "interrupted",
+    }
 )
+#: The stored (never served) key of an unfinished job's last checkpoint time.
+LAST_SEEN_KEY = "trioprint_last_seen"
 #: Moonraker's user of a job nobody logged in for.
 NO_USER = "No User"
 
@@ -87,6 +106,8 @@ class Job:
     metadata: dict[str, Any] = attrs.field(factory=dict)
     auxiliary_data: list[Any] = attrs.field(factory=list)
     user: str = NO_USER
+    #: While it runs: the job-clock time of its last checkpoint (see :meth:`JobTracker.progress`).
+    last_seen: float | None = None
 
     @property
     def uid(self) -> str:
@@ -117,6 +138,13 @@ class Job:
             "auxiliary_data": copy.deepcopy(self.auxiliary_data),
         }
 
+    def stored(self) -> dict[str, Any]:
+        """The stored form: the served one, plus an unfinished job's last checkpoint."""
+        record = self.record()
+        if self.status == IN_PROGRESS and self.last_seen is not None:
+            record[LAST_SEEN_KEY] = self.last_seen
+        return record
+
     @classmethod
     def from_record(cls, key: str, record: Any) -> Job | None:
         """A job from its stored form (stored under ``key``, its uid); None if it is not one."""
@@ -129,6 +157,7 @@ class Job:
         status = record.get("status")
         filename = record.get("filename")
         user = record.get("user")
+        last_seen = record.get(LAST_SEEN_KEY)
         return cls(
             job_id=job_id,
             filename=filename if isinstance(filename, str) else "unknown",
@@ -141,6 +170,7 @@ class Job:
             metadata=metadata if isinstance(metadata, dict) else {},
             auxiliary_data=aux if isinstance(aux, list) else [],
             user=user if isinstance(user, str) else NO_USER,
+            last_seen=None if last_seen is None else _number(last_seen),
         )
 
     def copy(self) -> Job:
@@ -196,11 +226,19 @@ def add_to_totals(totals: Mapping[str, float | int], job: Job) -> dict[str, floa
 
 
 def interrupted(jobs: Mapping[int, Job]) -> list[Job]:
-    """The jobs still in progress at start-up, now marked interrupted (the others unchanged)."""
+    """The jobs still in progress at start-up, now marked interrupted (the others unchanged).
+
+    Each is closed with the time of its last checkpoint (the durations stored with it are that
+    checkpoint's). As in Moonraker, an interrupted job does not count in the totals: nothing
+    saw it end.
+    """
     cut = []
     for job in jobs.values():
         if job.status == IN_PROGRESS:
             job.status = "interrupted"
+            if job.last_seen is not None:
+                job.end_time = max(job.last_seen, job.start_time)
+            job.last_seen = None
             cut.append(job)
     return cut
 
@@ -217,6 +255,10 @@ class JobTracker:
         self.user = NO_USER
         self._last: dict[str, Any] | None = None  # None: the next status is the baseline
         self._klippy_state: str | None = None
+        #: The printer's clock (klippy's eventtime) at the last status, and at the current
+        #: job's start: a job's times are its start plus the printer's elapsed time.
+        self._eventtime: float | None = None
+        self._start_eventtime: float | None = None
 
     @property
     def last_stats(self) -> dict[str, Any]:
@@ -224,8 +266,13 @@ class JobTracker:
 
     # -- inputs ------------------------------------------------------------------------------
 
-    def status(self, diff: Mapping[str, Any], now: float) -> list[Decision]:
-        """A status diff from klippy (``print_stats`` and ``webhooks``), at wall time ``now``."""
+    def status(
+        self, diff: Mapping[str, Any], now: float, eventtime: float | None = None
+    ) -> list[Decision]:
+        """A status diff from klippy (``print_stats`` and ``webhooks``), at wall time ``now``
+        and printer time ``eventtime`` (klippy's clock; None if unknown)."""
+        if eventtime is not None and math.isfinite(eventtime):
+            self._eventtime = eventtime
         decisions: list[Decision] = []
         webhooks = diff.get("webhooks")
         if isinstance(webhooks, Mapping) and isinstance(webhooks.get("state"), str):
@@ -279,7 +326,25 @@ class JobTracker:
         decisions = self._finish("klippy_disconnect", self.last_stats, now)
         self._last = None
         self._klippy_state = None
+        self._eventtime = None
         return decisions
+
+    def server_exit(self, now: float) -> list[Decision]:
+        """The server stops or restarts: the running job ends ``server_exit`` (as Moonraker)."""
+        return self._finish("server_exit", self.last_stats, now)
+
+    def progress(self, now: float) -> Job | None:
+        """A checkpoint of the running job (None if there is none): its durations so far and
+        ``last_seen``, the job-clock time it was last seen alive, for the store to keep, so a
+        crash leaves a record that says how far it got."""
+        job = self.current
+        if job is None:
+            return None
+        stats = self.last_stats
+        if stats.get("filename") == job.filename:
+            job.update_from_stats(stats)
+        job.last_seen = self._job_time(now)
+        return job.copy()
 
     def reset_totals(self) -> dict[str, float | int]:
         """Zero the totals; return the previous ones. :class:`JobInProgress` while a job runs."""
@@ -298,8 +363,18 @@ class JobTracker:
             and _number(prev.get("total_duration")) < _number(new.get("total_duration"))
         )
 
+    def _job_time(self, now: float) -> float:
+        """The current job's time now: its start plus the printer's elapsed time."""
+        job = self.current
+        if job is None or self._eventtime is None or self._start_eventtime is None:
+            return now
+        return job.start_time + max(self._eventtime - self._start_eventtime, 0.0)
+
     def _start(self, prev: Mapping[str, Any], new: Mapping[str, Any], now: float) -> list[Decision]:
         decisions = self._finish("cancelled", prev, now)
+        # the print began total_duration (printer seconds) before the status that shows it
+        began = _number(new.get("total_duration"))
+        self._start_eventtime = None if self._eventtime is None else self._eventtime - began
         job = Job(job_id=self.next_id, filename="", start_time=now, user=self.user)
         job.update_from_stats(new)
         self.next_id += 1
@@ -316,8 +391,10 @@ class JobTracker:
             stats = {}  # print_stats were reset meanwhile: they are not this job's
         job.update_from_stats(stats)
         job.status = status
-        job.end_time = now
+        job.end_time = self._job_time(now)
+        job.last_seen = None
         self.current = None
+        self._start_eventtime = None
         self.user = NO_USER
         self.totals = add_to_totals(self.totals, job)
         return [JobFinished(job.copy(), dict(self.totals))]
