@@ -81,7 +81,7 @@ def test_no_file_means_defaults(tmp_path: Path) -> None:
         "history",
         "simulator",
     }
-    assert parsed["simulator"] == {"speed": 1.0}
+    assert parsed["simulator"] == {"speed": 1.0, "printer_config": None}
     assert parsed["authorization"]["trusted_clients"] == []
     json.dumps(parsed)
 

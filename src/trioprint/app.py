@@ -51,6 +51,9 @@ from .components.uploads import handle_upload
 from .config import Config, default_config_path, load_config
 from .errors import ConfigError, StartupError
 from .registry import Registry
+from .sim.config import ConfigError as SimConfigError
+from .sim.config import read_printer_cfg
+from .sim.machine import SimMachine
 from .sim.server import SimKlippy
 from .transport.http import Router, create_http_app
 from .transport.klippy import open_unix
@@ -92,6 +95,8 @@ class Instance:
     ) -> None:
         self.config = config
         self.warnings: list[str] = [*config.warnings, *extra_warnings]
+        if simulator is not None:
+            self.warnings.extend(simulator.config_warnings)
         self.bus = Bus()
         self.registry = Registry()
         # The persistent key-value store every component persists through: opened by its run
@@ -314,10 +319,35 @@ def make_simulator(
     """The simulated printer, when no klippy is configured (or ``force``); else None."""
     if not force and config.server.klippy_uds_address:
         return None
-    gcodes = config.file_manager.gcodes_path or config.data_dir / "gcodes"
-    return SimKlippy(
-        config.data_dir / "comms" / SIM_SOCKET, Path(gcodes), speed=speed or config.simulator.speed
+    gcodes = Path(config.file_manager.gcodes_path or config.data_dir / "gcodes")
+    factory = None
+    warnings: list[str] = []
+    if config.simulator.printer_config:
+        # the user's own machine: read (with its includes) and checked once, here, so that a
+        # bad file is a one-line start-up error, never a failure inside the running simulator
+        path = Path(config.simulator.printer_config).expanduser()
+        if not path.is_absolute() and config.source is not None:
+            path = config.source.parent / path  # as written in the config file: beside it
+        try:
+            text = read_printer_cfg(path)
+            warnings = SimMachine(gcodes, printer_cfg=text).config_warnings
+        except SimConfigError as exc:
+            raise StartupError(f"[simulator] printer_config: {path}: {exc}") from None
+        factory = functools.partial(_user_machine, text)
+    sim = SimKlippy(
+        config.data_dir / "comms" / SIM_SOCKET,
+        gcodes,
+        speed=speed or config.simulator.speed,
+        machine_factory=factory,
     )
+    sim.config_warnings = tuple(f"[simulator] printer_config: {w}" for w in warnings)
+    for warning in sim.config_warnings:
+        log.info("%s", warning)
+    return sim
+
+
+def _user_machine(printer_cfg: str, gcodes: Path, now: float) -> SimMachine:
+    return SimMachine(gcodes, now=now, printer_cfg=printer_cfg)
 
 
 def read_config(options: Options) -> Config:

@@ -176,6 +176,9 @@ class SimulatorConfig:
     """
 
     speed: float = attrs.field(default=1.0, validator=_positive)
+    #: A Klipper printer.cfg to simulate (its axis limits, velocities, heaters, macros...)
+    #: instead of the built-in machine.
+    printer_config: str | None = attrs.field(default=None, converter=_path)
 
 
 #: Typed sections: name in the file == attribute of :class:`Config`.

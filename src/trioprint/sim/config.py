@@ -12,7 +12,10 @@ The macros are deliberately plain G-code (no Jinja): the simulator runs their li
 from __future__ import annotations
 
 import configparser
+import glob
+import re
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, Final
 
 import attrs
@@ -355,18 +358,69 @@ def _typed(
     return out
 
 
-def load_config(text: str = PRINTER_CFG, *, gcodes_dir: str = "~/printer_data/gcodes") -> Config:
-    """Read ``text`` (a printer.cfg) as klippy would; raises :class:`ConfigError`."""
+#: Sections the machine itself needs, added (empty, so with their defaults) to a user's config
+#: that lacks them; virtual_sdcard's path is always the folder trioprint prints from.
+_MACHINE_NEEDS: Final = (
+    "virtual_sdcard",
+    "pause_resume",
+    "display_status",
+    "respond",
+    "idle_timeout",
+)
+
+#: The line klippy's SAVE_CONFIG writes before the settings it saved (each then behind ``#*#``).
+SAVE_CONFIG_MARKER: Final = "#*# <---------------------- SAVE_CONFIG ---------------------->"
+
+
+def saved_config(text: str) -> str:
+    """The SAVE_CONFIG block at the end of a printer.cfg, as config text ("" if none)."""
+    _, marker, block = text.partition(SAVE_CONFIG_MARKER)
+    if not marker:
+        return ""
+    lines: list[str] = []
+    for line in block.splitlines():
+        if not line.startswith("#*#"):
+            continue
+        line = line[3:].removeprefix(" ")
+        if lines or line.startswith("["):  # the header's own lines come before any section
+            lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def load_config(
+    text: str = PRINTER_CFG,
+    *,
+    gcodes_dir: str = "~/printer_data/gcodes",
+    user: bool = False,
+    warnings: list[str] | None = None,
+) -> Config:
+    """Read ``text`` (a printer.cfg) as klippy would; raises :class:`ConfigError`.
+
+    With ``user``, ``text`` is a user's own printer.cfg (its includes already joined in, its
+    SAVE_CONFIG block appended): the simulator takes from it what it models (axis limits,
+    velocities and accelerations, heaters and their limits, fans, macros...), reports every
+    section in ``configfile.config`` as klippy does, and adds a message to ``warnings`` for
+    each section or option it does not model instead of refusing it.
+    """
     parser = configparser.RawConfigParser(strict=False, inline_comment_prefixes=(";", "#"))
     try:
         parser.read_string(text.replace(GCODES_DIR_TOKEN, gcodes_dir))
+        if user:
+            for name in _MACHINE_NEEDS:
+                if not parser.has_section(name):
+                    parser.add_section(name)
+            parser.set("virtual_sdcard", "path", gcodes_dir)
     except configparser.Error as exc:
         raise ConfigError(str(exc)) from exc
     config = {name: dict(parser.items(name)) for name in parser.sections()}
     settings: dict[str, dict[str, Any]] = {}
-    for name, raw in config.items():
+    # [printer] first, wherever it stands: the extruder's defaults depend on it
+    ordered = sorted(config.items(), key=lambda item: item[0].lower() != "printer")
+    for name, raw in ordered:
         key = name.lower()
         if key == "extruder":
+            if "printer" not in settings:
+                raise ConfigError("Section 'printer' is required")
             schema = _extruder_schema(settings["printer"])
         elif key.startswith("heater_fan "):
             schema = _HEATER_FAN
@@ -374,8 +428,18 @@ def load_config(text: str = PRINTER_CFG, *, gcodes_dir: str = "~/printer_data/gc
             schema = _MACRO
         elif key in _FIXED:
             schema = _FIXED[key]
+        elif user:
+            if warnings is not None:
+                warnings.append(f"[{name}]: not modelled by the simulator, only reported")
+            continue
         else:
             raise ConfigError(f"Section '{name}' is not a valid config section")
+        if user:
+            known = {option for option, _, _ in schema}
+            unknown = sorted(set(raw) - known) if not key.startswith("gcode_macro ") else []
+            if unknown and warnings is not None:
+                warnings.append(f"[{name}]: not modelled by the simulator: {', '.join(unknown)}")
+            raw = {k: v for k, v in raw.items() if k not in unknown}
         typed = _typed(name, raw, schema)
         if key.startswith("gcode_macro "):
             typed.update({k: v for k, v in raw.items() if k.startswith("variable_")})
@@ -390,5 +454,56 @@ def load_config(text: str = PRINTER_CFG, *, gcodes_dir: str = "~/printer_data/gc
             }
     for needed in ("printer", "stepper_x", "stepper_y", "stepper_z", "extruder", "heater_bed"):
         if needed not in settings:
-            raise ConfigError(f"Section '{needed}' is required")
+            why = " (the simulator models cartesian and corexy printers)" if user else ""
+            raise ConfigError(f"Section '{needed}' is required{why}")
+    kinematics = settings["printer"]["kinematics"]
+    if user and kinematics not in ("cartesian", "corexy", "corexz", "hybrid_corexy"):
+        raise ConfigError(
+            f"[printer] kinematics: {kinematics}: the simulator models cartesian and corexy"
+            " printers"
+        )
     return Config(config, settings)
+
+
+_INCLUDE_RE: Final = re.compile(r"^\[include\s+([^\]]+)\]\s*$", re.IGNORECASE)
+
+
+def read_printer_cfg(path: Path) -> str:
+    """A user's printer.cfg as one text: each ``[include GLOB]`` replaced by the files it names
+    (relative to the including file, sorted, nested includes too, as klippy reads them), and
+    the main file's SAVE_CONFIG block appended, so the values it saved win. The only file
+    reading in the simulator's model; raises :class:`ConfigError` naming the file."""
+    main = path.expanduser()
+    text = _read_with_includes(main, [])
+    return text + "\n" + saved_config(_read(main))
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+
+
+def _read_with_includes(path: Path, stack: list[Path]) -> str:
+    resolved = path.resolve()
+    if resolved in stack:
+        raise ConfigError(f"{path}: includes itself")
+    text = _read(path).partition(SAVE_CONFIG_MARKER)[0]
+    out: list[str] = []
+    for line in text.splitlines():
+        match = _INCLUDE_RE.match(line.strip())
+        if match is None:
+            out.append(line)
+            continue
+        pattern = match.group(1).strip()
+        found = (
+            sorted(path.parent.glob(pattern))
+            if not Path(pattern).is_absolute()
+            else sorted(Path(p) for p in glob.glob(pattern))
+        )
+        if not found and not glob.has_magic(pattern):
+            raise ConfigError(f"{path}: [include {pattern}]: no such file")
+        for included in found:
+            out.append(_read_with_includes(included, [*stack, resolved]))
+    return "\n".join(out) + "\n"

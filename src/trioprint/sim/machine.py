@@ -128,12 +128,31 @@ def _next_report(last: float, now: float) -> float:
 class SimMachine:
     """A simulated printer; see the module docstring. Starts in state "startup"."""
 
-    def __init__(self, gcodes_dir: Path, *, now: float = 0.0, seed: int = 0) -> None:
+    def __init__(
+        self,
+        gcodes_dir: Path,
+        *,
+        now: float = 0.0,
+        seed: int = 0,
+        printer_cfg: str | None = None,
+    ) -> None:
+        """``printer_cfg``: a user's printer.cfg text (see :func:`sim_config.read_printer_cfg`)
+        to simulate instead of the built-in machine; what it has that the simulator does not
+        model is listed in ``config_warnings``."""
         self.gcodes_dir = Path(gcodes_dir)
         self.now = float(now)
         self.output: Callable[[str], None] = _discard
         self._rng = random.Random(seed)
-        self._config = sim_config.load_config(gcodes_dir=str(self.gcodes_dir))
+        self.config_warnings: list[str] = []
+        if printer_cfg is None:
+            self._config = sim_config.load_config(gcodes_dir=str(self.gcodes_dir))
+        else:
+            self._config = sim_config.load_config(
+                printer_cfg,
+                gcodes_dir=str(self.gcodes_dir),
+                user=True,
+                warnings=self.config_warnings,
+            )
         self._configfile: dict[str, Any] | None = None
         self._builders: dict[str, Callable[[], dict[str, Any]]] | None = None
         self._rails = [self._config.section(f"stepper_{a}") for a in "xyz"]

@@ -90,6 +90,8 @@ class SimKlippy:
     """A simulated klippy serving ``machine`` on ``socket_path``."""
 
     name = "simulator"
+    #: What the machine's printer.cfg has that the simulator does not model (for server.info).
+    config_warnings: tuple[str, ...] = ()
 
     def __init__(
         self,
