@@ -5,6 +5,14 @@ JSON body, merged, the JSON body taking precedence; query keys may carry a type 
 (``key:int``, ``key:float``, ``key:bool``, ``key:json``). A success is ``{"result": ...}``; an
 error is ``{"error": {"code": N, "message": "..."}}`` with the real HTTP status, also for 404 and
 405. CORS follows ``[authorization] cors_domains``.
+
+Cross-site protection (see ``domain/origins.py``): a request whose ``Origin`` is neither this
+host nor allowed by ``cors_domains`` is refused with 403 before it is authenticated (a page on
+any site could otherwise drive the printer through a trusted loopback address), a request that
+changes state also when its ``Referer`` is foreign or ``Sec-Fetch-Site`` says it is
+cross-site; the websocket handshake is refused the same way by the :class:`Router`. Preflights
+(``OPTIONS``) are answered for every route, without credentials, and refused for an origin
+that is not accepted.
 """
 
 from __future__ import annotations
@@ -23,6 +31,8 @@ from werkzeug.exceptions import HTTPException
 
 from .. import rpc
 from ..domain.auth import Authenticator, credentials_from
+from ..domain.origins import OriginPolicy
+from ..domain.origins import compile_origins as compile_origins  # re-exported
 from ..errors import ApiError
 from ..registry import Registry, Transport
 from .websocket import WebsocketManager
@@ -31,10 +41,24 @@ log = logging.getLogger(__name__)
 
 
 _ALL_VERBS = ["GET", "POST", "DELETE", "PUT", "PATCH", "OPTIONS"]
+#: The request headers a preflight always allows (Moonraker's list); those a preflight asks
+#: for are allowed as well.
 _CORS_HEADERS = (
-    "Origin, Accept, Content-Type, X-Requested-With, X-CRSF-Token, Authorization, "
-    "X-Access-Token, X-Api-Key"
+    "Origin",
+    "Accept",
+    "Content-Type",
+    "X-Requested-With",
+    "X-CRSF-Token",
+    "Authorization",
+    "X-Access-Token",
+    "X-Api-Key",
 )
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+#: Where :func:`create_http_app` keeps its :class:`OriginPolicy` (the Router's default).
+ORIGINS_KEY = "trioprint.origins"
+#: The routes outside the registry, by the verbs they serve.
+_UPLOAD_PATHS = ("/server/files/upload", "/api/files/local")
+_FILE_PREFIX = "/server/files/"
 
 
 def json_response(body: Any, status: int = 200) -> Response:
@@ -76,14 +100,6 @@ def query_args(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
     return args
 
 
-def compile_origins(patterns: Iterable[str]) -> re.Pattern[str] | None:
-    """One regex matching a whole origin against ``cors_domains`` (``*`` is a wildcard)."""
-    parts = [re.escape(p.strip().rstrip("/")).replace(r"\*", ".*") for p in patterns if p.strip()]
-    if not parts:
-        return None
-    return re.compile("^(?:" + "|".join(parts) + ")$", re.IGNORECASE)
-
-
 def is_thumbnail(path: str) -> bool:
     """``/server/files/gcodes/**/.thumbs/NAME``: served without credentials, as Moonraker."""
     prefix = "/server/files/gcodes/"
@@ -105,6 +121,52 @@ def needs_auth(registry: Registry, method: str, path: str) -> bool:
         ep = routes.get(method)
         return ep is None or ep.auth
     return not (method in ("GET", "HEAD") and is_thumbnail(path))
+
+
+def changes_state(registry: Registry, method: str, path: str) -> bool:
+    """Whether a request may change state, for the cross-site check: every method but GET,
+    HEAD and OPTIONS, and a GET or HEAD of an endpoint served under one name on GET and POST
+    alike (Moonraker's endpoints forwarded to klippy: ``GET /printer/gcode/script?script=G28``
+    runs G-code, and an ``<img>`` on any page can send it)."""
+    if method == "OPTIONS":
+        return False
+    if method not in ("GET", "HEAD"):
+        return True
+    routes = registry.by_path(path)
+    if routes is None:
+        return False
+    get, post = routes.get("GET"), routes.get("POST")
+    return (
+        get is not None
+        and post is not None
+        and get.rpc_name is not None
+        and get.rpc_name == post.rpc_name
+    )
+
+
+def route_methods(registry: Registry, path: str) -> list[str] | None:
+    """The verbs served at ``path`` (what a preflight allows); None where nothing is."""
+    routes = registry.by_path(path)
+    if routes is not None:
+        return list(routes)
+    if path in _UPLOAD_PATHS:
+        return ["POST"]
+    if path.startswith(_FILE_PREFIX) and "/" in path[len(_FILE_PREFIX) :].strip("/"):
+        return ["GET", "DELETE"]  # /server/files/{root}/{path}
+    return None
+
+
+def allowed_headers(requested: str | None) -> str:
+    """``Access-Control-Allow-Headers``: Moonraker's list and the ones the preflight asks for
+    (``Access-Control-Request-Headers``; anything that is not a header name is left out)."""
+    names = list(_CORS_HEADERS)
+    known = {name.lower() for name in names}
+    for raw in (requested or "").split(","):
+        name = raw.strip()
+        if name and name.lower() not in known and _HEADER_NAME.match(name) and len(known) < 64:
+            names.append(name)
+            known.add(name.lower())
+    return ", ".join(names)
 
 
 #: ``GET /server/files/{root}/{path}``: (root, path, Range header) -> a streamed response.
@@ -135,37 +197,70 @@ def create_http_app(
 
     With an ``authenticator``, every request to every route (including routes added later)
     is authenticated first; only registry endpoints declared ``auth=False``, thumbnails and
-    CORS preflights are served without credentials (see :func:`needs_auth`)."""
+    CORS preflights are served without credentials (see :func:`needs_auth`).
+
+    Before that, a request from a page of a foreign origin is refused (403), and ``OPTIONS``
+    is answered as a CORS preflight (see the module docstring); the answers to accepted
+    origins, errors included, carry the CORS headers."""
     app = QuartTrio("trioprint")
     app.config["MAX_CONTENT_LENGTH"] = max_body_size
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
-    origins = compile_origins(cors_domains)
+    policy = OriginPolicy.from_config(cors_domains)
+    app.extensions[ORIGINS_KEY] = policy
 
-    def allowed_origin() -> str | None:
-        origin = request.headers.get("Origin")
-        if origin and origins is not None and origins.match(origin):
+    def accepted_origin() -> str | None:
+        origin = request.headers.get("Origin", "").strip()
+        if origin and policy.accepts(origin, request.headers.get("Host")):
             return origin
         return None
 
     @app.after_request
     async def add_cors(response: Response) -> Response:
-        origin = allowed_origin()
+        if "Origin" in request.headers:
+            response.vary.add("Origin")
+        origin = accepted_origin()
         if origin is not None:
             response.headers["Access-Control-Allow-Origin"] = origin
-            response.headers["Access-Control-Allow-Methods"] = "GET, POST, PUT, DELETE, OPTIONS"
-            response.headers["Access-Control-Allow-Headers"] = _CORS_HEADERS
             response.headers["Access-Control-Allow-Credentials"] = "true"
-            response.headers["Vary"] = "Origin"
+        return response
+
+    def preflight() -> Response:
+        """``OPTIONS``: refused for an origin that is not accepted; else 204 with the
+        route's verbs, and for a browser's preflight the headers it asks for."""
+        methods = route_methods(registry, request.path)
+        if methods is None:
+            return error_response(404, f"Not Found: {request.path}")
+        verbs = ", ".join([*methods, "OPTIONS"])
+        response = Response("", status=204, headers={"Allow": verbs})
+        if accepted_origin() is not None:
+            response.headers["Access-Control-Allow-Methods"] = verbs
+            response.headers["Access-Control-Allow-Headers"] = allowed_headers(
+                request.headers.get("Access-Control-Request-Headers")
+            )
+            if request.headers.get("Access-Control-Request-Private-Network") == "true":
+                response.headers["Access-Control-Allow-Private-Network"] = "true"
         return response
 
     @app.before_request
-    async def authenticate() -> Response | None:
+    async def guard() -> Response | None:
+        """Every request, on every route: the origin check, preflights, authentication."""
         g.user = None
-        if authenticator is None or request.method == "OPTIONS":
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        refusal = policy.refusal(
+            headers, changes_state=changes_state(registry, request.method, request.path)
+        )
+        if refusal is not None:
+            log.info(
+                "%s %s from %s: %s", request.method, request.path, request.remote_addr, refusal
+            )
+            return error_response(403, refusal)
+        if request.method == "OPTIONS":
+            return preflight()
+        if authenticator is None:
             return None
         creds = credentials_from(
             request.remote_addr,
-            {k.lower(): v for k, v in request.headers.items()},
+            headers,
             {k: vs[-1] for k, vs in request.args.lists()},
         )
         try:
@@ -204,8 +299,6 @@ def create_http_app(
         if routes is None:
             return error_response(404, f"Not Found: /{path}")
         verb = request.method
-        if verb == "OPTIONS":
-            return Response("", status=204, headers={"Allow": ", ".join(routes)})
         ep = routes.get(verb)
         if ep is None:
             return error_response(405, f"Method {verb} not allowed for /{path}")
@@ -331,18 +424,70 @@ class BodyFlow:
 
 class Router:
     """The ASGI application hypercorn serves: ``/websocket`` to the JSON-RPC transport, the
-    rest (HTTP and lifespan) to the Quart-Trio app; streamed uploads through a :class:`BodyFlow`."""
+    rest (HTTP and lifespan) to the Quart-Trio app; streamed uploads through a :class:`BodyFlow`.
 
-    def __init__(self, http_app: QuartTrio, websockets: WebsocketManager) -> None:
+    A websocket handshake from a page of a foreign origin is answered 403 (as Moonraker's
+    Tornado does) and never reaches the websocket manager. ``origins`` defaults to the policy
+    the HTTP app was built with."""
+
+    def __init__(
+        self,
+        http_app: QuartTrio,
+        websockets: WebsocketManager,
+        origins: OriginPolicy | None = None,
+    ) -> None:
         self._http = http_app
         self._websockets = websockets
+        self._origins: OriginPolicy = (
+            origins or http_app.extensions.get(ORIGINS_KEY) or OriginPolicy()
+        )
 
     async def __call__(self, scope: Mapping[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "websocket" and scope.get("path") == "/websocket":
-            await self._websockets.serve(scope, receive, send)
+            refusal = self._origins.websocket_refusal(_scope_headers(scope))
+            if refusal is None:
+                await self._websockets.serve(scope, receive, send)
+            else:
+                client = scope.get("client") or ("?", 0)
+                log.info("websocket from %s refused: %s", client[0], refusal)
+                await deny_websocket(scope, receive, send, 403, refusal)
         elif scope["type"] == "http" and scope.get("path") in STREAMED_PATHS:
             flow = BodyFlow(receive)
             scope = {**scope, BodyFlow.SCOPE_KEY: flow}
             await self._http(scope, flow.receive, send)  # type: ignore[arg-type]
         else:
             await self._http(scope, receive, send)  # type: ignore[arg-type]
+
+
+def _scope_headers(scope: Mapping[str, Any]) -> dict[str, str]:
+    """An ASGI scope's headers, lower-case names (a repeated header: the first one)."""
+    headers: dict[str, str] = {}
+    for name, value in scope.get("headers") or ():
+        headers.setdefault(bytes(name).decode("latin-1").lower(), bytes(value).decode("latin-1"))
+    return headers
+
+
+async def deny_websocket(
+    scope: Mapping[str, Any], receive: Any, send: Any, status: int, message: str
+) -> None:
+    """Refuse a websocket handshake with an HTTP answer: a JSON error body where the server
+    offers ASGI's denial response (hypercorn does), else a close before accepting, which the
+    server answers 403."""
+    first = await receive()
+    if first.get("type") != "websocket.connect":
+        return  # the client went away before the handshake was read
+    if "websocket.http.response" in (scope.get("extensions") or {}):
+        body = json.dumps({"error": {"code": status, "message": message}}).encode("utf-8")
+        await send(
+            {
+                "type": "websocket.http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json; charset=utf-8"),
+                    (b"content-length", str(len(body)).encode("ascii")),
+                ],
+            }
+        )
+        await send({"type": "websocket.http.response.body", "body": body})
+    else:
+        await send({"type": "websocket.close", "code": 1008})
