@@ -80,6 +80,7 @@ def test_no_file_means_defaults(tmp_path: Path) -> None:
         "database",
         "history",
         "simulator",
+        "job_queue",
     }
     assert parsed["simulator"] == {"speed": 1.0}
     assert parsed["authorization"]["trusted_clients"] == []

@@ -39,6 +39,7 @@ __all__ = [
     "DatabaseConfig",
     "FileManagerConfig",
     "HistoryConfig",
+    "JobQueueConfig",
     "ServerConfig",
     "SimulatorConfig",
     "default_config_path",
@@ -178,6 +179,16 @@ class SimulatorConfig:
     speed: float = attrs.field(default=1.0, validator=_positive)
 
 
+@attrs.frozen
+class JobQueueConfig:
+    """``[job_queue]`` (Moonraker's)."""
+
+    load_on_startup: bool = False
+    automatic_transition: bool = False
+    job_transition_delay: float = attrs.field(default=0.01, validator=_positive)
+    job_transition_gcode: str = ""
+
+
 #: Typed sections: name in the file == attribute of :class:`Config`.
 _TYPED: dict[str, type[Any]] = {
     "server": ServerConfig,
@@ -186,6 +197,7 @@ _TYPED: dict[str, type[Any]] = {
     "database": DatabaseConfig,
     "history": HistoryConfig,
     "simulator": SimulatorConfig,
+    "job_queue": JobQueueConfig,
 }
 _FIELDS = {name: frozenset(a.name for a in attrs.fields(cls)) for name, cls in _TYPED.items()}
 
@@ -222,6 +234,7 @@ class Config:
     database: DatabaseConfig = attrs.field(factory=DatabaseConfig)
     history: HistoryConfig = attrs.field(factory=HistoryConfig)
     simulator: SimulatorConfig = attrs.field(factory=SimulatorConfig)
+    job_queue: JobQueueConfig = attrs.field(factory=JobQueueConfig)
     sections: Mapping[str, Mapping[str, str]] = _EMPTY
     files: tuple[tuple[str, tuple[str, ...]], ...] = ()
     warnings: tuple[str, ...] = ()
