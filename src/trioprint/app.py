@@ -34,6 +34,7 @@ from hypercorn.trio.run import worker_serve
 from hypercorn.utils import wrap_app
 
 from .bus import Bus
+from .components.announcements import Announcements
 from .components.auth import Authorization
 from .components.data_store import DataStore
 from .components.database import Database
@@ -153,6 +154,14 @@ class Instance:
             self.database,
             self.bus,
         )
+        # feeds fetched in the background; answers from what it has stored
+        self.announcements = Announcements(
+            config.announcements,
+            self.database,
+            self.websockets,
+            config.data_dir,
+            warnings=self.warnings,
+        )
         # [event_hook NAME] sections: OctoPrint events run commands (their warnings shown too)
         self.event_hooks = EventHooks(config, self.bus, self.klippy)
         self.warnings.extend(self.event_hooks.warnings)
@@ -178,6 +187,7 @@ class Instance:
             self.octoprint,
             self.history,
             self.job_queue,
+            self.announcements,
             self.event_hooks,  # before the OctoPrint events, so that the hooks hear Startup
             self.octoprint_events,
         ]

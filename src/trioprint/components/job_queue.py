@@ -43,6 +43,7 @@ from ..domain.job_queue import (
 from ..domain.kv import KeyValueStore
 from ..errors import ApiError
 from ..registry import Call, NoParams, endpoint
+from .args import flag, string_list
 from .klippy import KlippyStateChanged
 
 log = logging.getLogger(__name__)
@@ -75,31 +76,6 @@ class FileLocator(Protocol):
 
 class Broadcaster(Protocol):
     def broadcast(self, method: str, params: list[Any] | None = None) -> None: ...
-
-
-def string_list(raw: Mapping[str, Any], key: str, *, required: bool = True) -> list[str] | None:
-    """Moonraker's ``get_list``: a list of strings, or one string split at commas."""
-    if key not in raw:
-        if required:
-            raise ApiError(f"No data for argument: {key}", 400)
-        return None
-    value = raw[key]
-    if isinstance(value, str):
-        return [item.strip() for item in value.split(",") if item.strip()]
-    if isinstance(value, list) and all(isinstance(item, str) for item in value):
-        return list(value)
-    raise ApiError(
-        f"Invalid list format for argument '{key}', expected all values to be of type str.", 400
-    )
-
-
-def _flag(raw: Mapping[str, Any], key: str) -> bool:
-    value = raw.get(key, False)
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("true", "false"):
-        return value.lower() == "true"
-    raise ApiError(f"invalid argument '{key}': expected bool, got {value!r}", 400)
 
 
 @attrs.frozen
@@ -347,12 +323,12 @@ class JobQueueComponent:
         async with self._lock:
             if call.verb == "POST":
                 filenames = string_list(raw, "filenames") or []
-                reset = _flag(raw, "reset")
+                reset = flag(raw, "reset")
                 for filename in filenames:
                     await self._check_file(filename)
                 user = call.user.username if call.user is not None else None
                 self.core.add(filenames, reset=reset, user=user)
-            elif _flag(raw, "all"):
+            elif flag(raw, "all"):
                 self.core.delete([], every=True)
             else:
                 self.core.delete(string_list(raw, "job_ids") or [])
