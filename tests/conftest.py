@@ -10,3 +10,8 @@ settings.register_profile(
     "fuzz", max_examples=5000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+# No test reaches the announcement feeds on the Internet: every server a test starts (in this
+# process or as a subprocess, which inherits the environment) fetches them from a loopback
+# port nothing listens on, refused at once. Tests of the feeds set feed_url themselves.
+os.environ.setdefault("TRIOPRINT_ANNOUNCEMENTS_URL", "http://127.0.0.1:9/{name}.xml")

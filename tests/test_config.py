@@ -80,6 +80,8 @@ def test_no_file_means_defaults(tmp_path: Path) -> None:
         "database",
         "history",
         "simulator",
+        "job_queue",
+        "announcements",
     }
     assert parsed["simulator"] == {"speed": 1.0, "printer_config": None}
     assert parsed["authorization"]["trusted_clients"] == []
@@ -93,13 +95,14 @@ def test_reference_moonraker_conf_loads(tmp_path: Path) -> None:
     assert config.server.port == 7125
     assert config.server.klippy_uds_address == "/tmp/klippy-sim/klippy.sock"
     assert config.authorization.trusted_clients == ("127.0.0.0/8",)
-    # [machine] and [announcements] are Moonraker sections trioprint needs nothing from.
+    # [machine] is a Moonraker section trioprint needs nothing from; [announcements] is read.
     assert config.warnings == ()
     assert config.files == (
         ("moonraker.conf", ("server", "machine", "authorization", "announcements")),
     )
     assert config.section("machine") == {"provider": "none"}
-    assert json.loads(json.dumps(config.parsed()))["announcements"] == {"enable_moonlight": "False"}
+    assert config.announcements.enable_moonlight is False
+    assert json.loads(json.dumps(config.parsed()))["announcements"]["enable_moonlight"] is False
 
 
 def test_default_config_path_prefers_trioprint_conf(tmp_path: Path) -> None:

@@ -34,12 +34,14 @@ from hypercorn.trio.run import worker_serve
 from hypercorn.utils import wrap_app
 
 from .bus import Bus
+from .components.announcements import Announcements
 from .components.auth import Authorization
 from .components.data_store import DataStore
 from .components.database import Database
 from .components.files import Files, printing_check, serve_file
 from .components.history import History
 from .components.hooks import EventHooks
+from .components.job_queue import JobQueueComponent
 from .components.klippy import Klippy
 from .components.machine import Machine
 from .components.metadata import MetadataStore
@@ -148,6 +150,23 @@ class Instance:
         self.history = History(
             self.klippy, self.bus, self.websockets, self.database, self.metadata, self.files
         )
+        self.job_queue = JobQueueComponent(
+            config.job_queue,
+            self.klippy,
+            self.printer.start_print,
+            self.files,
+            self.websockets,
+            self.database,
+            self.bus,
+        )
+        # feeds fetched in the background; answers from what it has stored
+        self.announcements = Announcements(
+            config.announcements,
+            self.database,
+            self.websockets,
+            config.data_dir,
+            warnings=self.warnings,
+        )
         # [event_hook NAME] sections: OctoPrint events run commands (their warnings shown too)
         self.event_hooks = EventHooks(config, self.bus, self.klippy)
         self.warnings.extend(self.event_hooks.warnings)
@@ -172,6 +191,8 @@ class Instance:
             self.metadata,
             self.octoprint,
             self.history,
+            self.job_queue,
+            self.announcements,
             self.event_hooks,  # before the OctoPrint events, so that the hooks hear Startup
             self.octoprint_events,
         ]
@@ -188,6 +209,9 @@ class Instance:
                 self.files,
                 start_print=self.printer.start_print,
                 can_print=self._can_print,
+                queue_job=(
+                    self.job_queue.queue_upload if config.file_manager.queue_gcode_uploads else None
+                ),
             ),
             octoprint_upload=self.octoprint.upload,
             authenticator=self.auth,

@@ -33,12 +33,14 @@ from cattrs.errors import AttributeValidationNote
 from .errors import ConfigError
 
 __all__ = [
+    "AnnouncementsConfig",
     "AuthorizationConfig",
     "Config",
     "ConfigError",
     "DatabaseConfig",
     "FileManagerConfig",
     "HistoryConfig",
+    "JobQueueConfig",
     "ServerConfig",
     "SimulatorConfig",
     "default_config_path",
@@ -181,6 +183,39 @@ class SimulatorConfig:
     printer_config: str | None = attrs.field(default=None, converter=_path)
 
 
+@attrs.frozen
+class JobQueueConfig:
+    """``[job_queue]`` (Moonraker's)."""
+
+    load_on_startup: bool = False
+    automatic_transition: bool = False
+    job_transition_delay: float = attrs.field(default=0.01, validator=_positive)
+    job_transition_gcode: str = ""
+
+
+def _check_feed_url(_: Any, attribute: attrs.Attribute[Any], value: str | None) -> None:
+    if value is not None and (
+        not value.startswith(("http://", "https://")) or "{name}" not in value
+    ):
+        raise _BadValue("an http:// or https:// URL with {name} in it", attribute.name)
+
+
+def _lower_items(value: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(item.lower() for item in value)
+
+
+@attrs.frozen
+class AnnouncementsConfig:
+    """``[announcements]`` (Moonraker's); ``feed_url`` is trioprint's."""
+
+    subscriptions: tuple[str, ...] = attrs.field(default=(), converter=_lower_items)
+    dev_mode: bool = False
+    enable_moonlight: bool = True
+    #: Where each feed is fetched from, ``{name}`` replaced by the feed's name (default:
+    #: Moonraker's, or ``$TRIOPRINT_ANNOUNCEMENTS_URL``).
+    feed_url: str | None = attrs.field(default=None, validator=_check_feed_url)
+
+
 #: Typed sections: name in the file == attribute of :class:`Config`.
 _TYPED: dict[str, type[Any]] = {
     "server": ServerConfig,
@@ -189,6 +224,8 @@ _TYPED: dict[str, type[Any]] = {
     "database": DatabaseConfig,
     "history": HistoryConfig,
     "simulator": SimulatorConfig,
+    "job_queue": JobQueueConfig,
+    "announcements": AnnouncementsConfig,
 }
 _FIELDS = {name: frozenset(a.name for a in attrs.fields(cls)) for name, cls in _TYPED.items()}
 
@@ -199,7 +236,6 @@ _PREFIXES = ("event_hook", "power")
 _TOLERATED = frozenset(
     {
         "machine",
-        "announcements",
         "octoprint_compat",
         "data_store",
         "proc_stats",
@@ -225,6 +261,8 @@ class Config:
     database: DatabaseConfig = attrs.field(factory=DatabaseConfig)
     history: HistoryConfig = attrs.field(factory=HistoryConfig)
     simulator: SimulatorConfig = attrs.field(factory=SimulatorConfig)
+    job_queue: JobQueueConfig = attrs.field(factory=JobQueueConfig)
+    announcements: AnnouncementsConfig = attrs.field(factory=AnnouncementsConfig)
     sections: Mapping[str, Mapping[str, str]] = _EMPTY
     files: tuple[tuple[str, tuple[str, ...]], ...] = ()
     warnings: tuple[str, ...] = ()

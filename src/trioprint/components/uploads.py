@@ -207,10 +207,13 @@ async def handle_upload(
     content_type: str,
     start_print: Callable[[str], Awaitable[Any]] | None = None,
     can_print: Callable[[], bool] = lambda: True,
+    queue_job: Callable[[str], Awaitable[Any]] | None = None,
 ) -> dict[str, Any]:
     """Receive an upload and put it in place; Moonraker's result (the caller answers 201).
 
-    With ``print=true`` the print is started if ``can_print()`` says the printer is idle."""
+    With ``print=true`` the print is started if ``can_print()`` says the printer is idle;
+    if it is not started and ``queue_job`` is given (``[file_manager] queue_gcode_uploads``),
+    the file goes to the job queue instead, as Moonraker does."""
     stored = await store_upload(files, body, content_type)
     result = stored.result
     started = False
@@ -226,7 +229,11 @@ async def handle_upload(
             started = True
         except ApiError:
             started = False
-    result.update({"print_started": started, "print_queued": False})
+    queued = False
+    if want_print and not started and queue_job is not None:
+        await queue_job(stored.relative)
+        queued = True
+    result.update({"print_started": started, "print_queued": queued})
     return result
 
 

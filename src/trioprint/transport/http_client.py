@@ -1,0 +1,135 @@
+"""A small HTTP/1.1 GET client on Trio streams, with h11 (which hypercorn already brings).
+
+Enough for fetching a feed: ``http`` and ``https`` (certificates checked against the system's
+store), a few redirects, ``Connection: close``, no compression, a bounded body and one
+deadline for the whole exchange (name resolution, connection, TLS handshake, request, answer
+and redirects). Every failure is an :class:`HttpError` with a one-line reason; nothing is
+retried here.
+"""
+
+from __future__ import annotations
+
+import ssl
+import urllib.parse
+from collections.abc import Mapping
+
+import attrs
+import h11
+import trio
+
+from .._version import __version__
+
+#: Largest body accepted, in bytes.
+MAX_BODY = 1024 * 1024
+MAX_REDIRECTS = 3
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+RECEIVE_SIZE = 64 * 1024
+
+
+class HttpError(Exception):
+    """The request failed: no answer, a bad answer, too slow, too big."""
+
+
+@attrs.frozen
+class HttpResponse:
+    status: int
+    #: Header names in lower case (a repeated header: the last one).
+    headers: Mapping[str, str]
+    body: bytes
+    url: str
+
+
+def _ssl_context() -> ssl.SSLContext:
+    return ssl.create_default_context()
+
+
+async def http_get(
+    url: str,
+    headers: Mapping[str, str] | None = None,
+    *,
+    limit: float = 10.0,
+    max_body: int = MAX_BODY,
+) -> HttpResponse:
+    """GET ``url``, following up to :data:`MAX_REDIRECTS` redirects, all within ``limit``
+    seconds (past it: an :class:`HttpError`, like every other failure)."""
+    try:
+        with trio.fail_after(limit):
+            for _ in range(MAX_REDIRECTS + 1):
+                response = await _get_once(url, headers or {}, max_body)
+                location = response.headers.get("location")
+                if response.status not in REDIRECTS or not location:
+                    return response
+                url = urllib.parse.urljoin(url, location)
+            raise HttpError(f"more than {MAX_REDIRECTS} redirects")
+    except trio.TooSlowError:
+        raise HttpError(f"no complete answer within {limit:g} s") from None
+
+
+async def _get_once(url: str, headers: Mapping[str, str], max_body: int) -> HttpResponse:
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise HttpError(f"unsupported URL scheme in {url!r}")
+    host = parts.hostname
+    if not host:
+        raise HttpError(f"no host in {url!r}")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise HttpError(f"bad port in {url!r}") from None
+    target = parts.path or "/"
+    if parts.query:
+        target += "?" + parts.query
+    authority = parts.netloc.rpartition("@")[2]
+    request_headers = [
+        ("Host", authority),
+        ("User-Agent", f"trioprint/{__version__}"),
+        ("Accept-Encoding", "identity"),
+        ("Connection", "close"),
+        *((k, v) for k, v in headers.items()),
+    ]
+    try:
+        stream: trio.abc.Stream = await trio.open_tcp_stream(host, port)
+        async with stream:
+            if parts.scheme == "https":
+                tls = trio.SSLStream(stream, _ssl_context(), server_hostname=host)
+                await tls.do_handshake()
+                stream = tls
+            return await _exchange(stream, target, request_headers, max_body, url)
+    except (OSError, trio.BrokenResourceError, ssl.SSLError) as exc:
+        raise HttpError(f"cannot reach {host}:{port}: {exc}") from None
+    except h11.ProtocolError as exc:
+        raise HttpError(f"bad HTTP answer from {host}:{port}: {exc}") from None
+
+
+async def _exchange(
+    stream: trio.abc.Stream,
+    target: str,
+    headers: list[tuple[str, str]],
+    max_body: int,
+    url: str,
+) -> HttpResponse:
+    conn = h11.Connection(h11.CLIENT)
+    data = conn.send(h11.Request(method="GET", target=target, headers=headers))
+    data += conn.send(h11.EndOfMessage())
+    await stream.send_all(data)
+    status = 0
+    found: dict[str, str] = {}
+    body = bytearray()
+    while True:
+        event = conn.next_event()
+        if event is h11.NEED_DATA:
+            chunk = await stream.receive_some(RECEIVE_SIZE)
+            conn.receive_data(bytes(chunk))  # b"" is the end of the stream
+            continue
+        if isinstance(event, h11.Response):
+            status = event.status_code
+            for name, value in event.headers:
+                found[name.decode("latin-1").lower()] = value.decode("latin-1")
+        elif isinstance(event, h11.Data):
+            body += event.data
+            if len(body) > max_body:
+                raise HttpError(f"answer larger than {max_body} bytes")
+        elif isinstance(event, h11.EndOfMessage):
+            return HttpResponse(status, found, bytes(body), url)
+        elif isinstance(event, h11.ConnectionClosed):
+            raise HttpError("the connection closed before the answer was complete")
