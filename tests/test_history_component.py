@@ -443,3 +443,13 @@ async def test_a_file_without_metadata_gets_an_empty_snapshot(tmp_path: Path) ->
         await r.feed("error", at=2.0, total_duration=1.0)
         (job,) = (await r.call("server.history.list"))["jobs"]
         assert (job["status"], job["metadata"], job["exists"]) == ("error", {}, False)
+
+
+async def test_a_job_never_starts_before_the_previous_one_ended(tmp_path: Path) -> None:
+    # a printer clock 20 times faster than the wall's ends each job in the wall's future
+    async with rig(tmp_path) as r:
+        r.printer_speed = 20.0
+        await r.print_file("a.gcode", 1000.0, 5.0)
+        await r.print_file("b.gcode", 1006.0, 5.0)
+        first, second = (c["job"] for c in (await r.ws.wait_changes(4))[1::2])
+    assert first["end_time"] <= second["start_time"]

@@ -270,8 +270,14 @@ class History:
         self.jobs = dict(sorted(jobs.items()))
         totals = stored.get(TOTALS_KEY)
         job_totals = totals.get("job_totals") if isinstance(totals, dict) else None
+        latest = max(
+            (t for job in self.jobs.values() for t in (job.start_time, job.end_time) if t),
+            default=-math.inf,
+        )
         self.tracker = JobTracker(
-            next_id=max(self.jobs, default=0) + 1, totals=load_totals(job_totals)
+            next_id=max(self.jobs, default=0) + 1,
+            totals=load_totals(job_totals),
+            not_before=latest,
         )
         cut = interrupted(self.jobs)
         for job in cut:

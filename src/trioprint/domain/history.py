@@ -18,7 +18,8 @@ The transitions follow Moonraker 0.11 (its ``job_state`` and ``history`` compone
   ``interrupted`` (:func:`interrupted`), closed with the time and durations it was last seen
   with (:meth:`JobTracker.progress` checkpoints them while it runs).
 
-One clock for a job: its ``start_time`` is the wall time at which it started, and every later
+One clock for a job: its ``start_time`` is the wall time at which it started (never before the
+previous job's end), and every later
 time of the job (its end, its last-seen checkpoint) is that start plus the printer's own elapsed
 time (klippy's ``eventtime``, the clock ``print_duration`` and ``total_duration`` are counted
 on, from the moment the print began), so ``end_time - start_time`` is the job's
@@ -247,9 +248,16 @@ class JobTracker:
     """The job state machine; see the module docstring for its transitions."""
 
     def __init__(
-        self, *, next_id: int = 1, totals: Mapping[str, float | int] | None = None
+        self,
+        *,
+        next_id: int = 1,
+        totals: Mapping[str, float | int] | None = None,
+        not_before: float = -math.inf,
     ) -> None:
         self.next_id = max(next_id, 1)
+        #: No job starts before this: the newest time of the jobs so far (a printer clock
+        #: faster than the wall's, as a simulated printer's, ends jobs in the wall's future).
+        self.not_before = not_before
         self.totals: dict[str, float | int] = dict(totals or BASE_TOTALS)
         self.current: Job | None = None
         self.user = NO_USER
@@ -375,8 +383,10 @@ class JobTracker:
         # the print began total_duration (printer seconds) before the status that shows it
         began = _number(new.get("total_duration"))
         self._start_eventtime = None if self._eventtime is None else self._eventtime - began
-        job = Job(job_id=self.next_id, filename="", start_time=now, user=self.user)
+        start = max(now, self.not_before)
+        job = Job(job_id=self.next_id, filename="", start_time=start, user=self.user)
         job.update_from_stats(new)
+        self.not_before = start
         self.next_id += 1
         self.current = job
         decisions.append(JobStarted(job.copy()))
@@ -392,6 +402,7 @@ class JobTracker:
         job.update_from_stats(stats)
         job.status = status
         job.end_time = self._job_time(now)
+        self.not_before = max(self.not_before, job.end_time)
         job.last_seen = None
         self.current = None
         self._start_eventtime = None
