@@ -20,7 +20,8 @@ class FakeKlippy:
     def __init__(self) -> None:
         self.remote: dict[str, Callable[..., Any]] = {}
         self.status: Callable[[dict[str, Any], float], None] | None = None
-        self.state = "standby"
+        self.state = "startup"  # the link's state
+        self.print_state = "standby"
         self.gcode: list[str] = []
 
     def set_internal_subscription(self, name: str, spec: Any, callback: Any) -> None:
@@ -31,7 +32,7 @@ class FakeKlippy:
 
     async def request(self, method: str, params: dict[str, Any] | None = None) -> Any:
         assert method == "objects/query"
-        return {"status": {"print_stats": {"state": self.state}}}
+        return {"status": {"print_stats": {"state": self.print_state}}}
 
     async def run_gcode(self, script: str) -> Any:
         self.gcode.append(script)
@@ -59,7 +60,7 @@ async def test_remote_methods_shutdown_and_storage(autojump_clock: trio.testing.
 
     async def start_print(filename: str) -> None:
         started.append(filename)
-        klippy.state = "printing"
+        klippy.print_state = "printing"
 
     await db.insert_item(
         NAMESPACE,
@@ -112,3 +113,37 @@ async def test_remote_methods_shutdown_and_storage(autojump_clock: trio.testing.
         "jobs_added",
     ]
     assert klippy.gcode == []  # no transition G-code before the first job
+
+
+async def test_load_on_startup_when_klippy_was_ready_before_the_queue_ran(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # After a restart the link may reconnect before this component subscribes to its
+    # state changes: the queue reads the state it starts in, and loads its first job.
+    klippy, db = FakeKlippy(), MemoryStore()
+    klippy.state = "ready"
+    started: list[str] = []
+
+    async def start_print(filename: str) -> None:
+        started.append(filename)
+
+    await db.insert_item(
+        NAMESPACE,
+        [KEY],
+        [{"filename": "a.gcode", "job_id": "00000000000000AA", "time_added": 1.0}],
+    )
+    queue = JobQueueComponent(
+        JobQueueConfig(load_on_startup=True),
+        klippy,
+        start_print,
+        Files(),
+        Sockets(),
+        db,
+        Bus(),
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(queue.run)
+        await queue.settled()
+        await trio.sleep(60)
+        assert started == ["a.gcode"]
+        nursery.cancel_scope.cancel()

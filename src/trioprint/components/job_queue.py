@@ -56,6 +56,9 @@ INPUT_CAPACITY = 1000
 
 
 class KlippyLink(Protocol):
+    @property
+    def state(self) -> str: ...
+
     def set_internal_subscription(
         self,
         name: str,
@@ -162,12 +165,17 @@ class JobQueueComponent:
     # -- the lifecycle -----------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        stored = await self._db.get_item(NAMESPACE, [KEY], default=[])
-        for job in load_jobs(stored):
-            self.core.jobs[job.job_id] = job
-        if self.core.jobs:
-            log.info("job queue: %d job(s) queued before the restart", len(self.core.jobs))
         with self._bus.subscribe(KlippyStateChanged, capacity=64, name="job_queue") as events:
+            # The link starts before this component: klippy may be ready already (a fast
+            # reconnect after a restart), and that change was published before this subscribed.
+            # Read in the same step as the subscription, so no change falls between the two.
+            if self._klippy.state == "ready":
+                self._put("klippy", "ready")
+            stored = await self._db.get_item(NAMESPACE, [KEY], default=[])
+            for job in load_jobs(stored):
+                self.core.jobs[job.job_id] = job
+            if self.core.jobs:
+                log.info("job queue: %d job(s) queued before the restart", len(self.core.jobs))
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 nursery.start_soon(self._forward_klippy_states, events)
