@@ -358,7 +358,7 @@ async def test_delete_file(env: Env) -> None:
         "action": "delete_file",
     }
     assert not (env.gcodes / "sub" / "a.gcode").exists()
-    msg = await env.fails(404, "server.files.delete_file", path="gcodes/sub/a.gcode")
+    msg = await env.fails(400, "server.files.delete_file", path="gcodes/sub/a.gcode")
     assert "gcodes/sub/a.gcode" in msg
     await env.fails(400, "server.files.delete_file", path="gcodes/sub")
     assert env.ws.sent == [("notify_filelist_changed", [result])]

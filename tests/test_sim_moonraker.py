@@ -191,7 +191,7 @@ async def _wait_http(http: httpx.AsyncClient, process: trio.Process, rig: Rig) -
 
 
 @contextlib.asynccontextmanager
-async def moonraker_on_sim(workdir: Path) -> AsyncIterator[Rig]:
+async def moonraker_on_sim(workdir: Path, conf_text: str = MOONRAKER_CONF) -> AsyncIterator[Rig]:
     """The simulator on ``workdir/klippy.sock`` and Moonraker in front of it, answering HTTP.
 
     Both are stopped on exit. If the body raises, Moonraker's log tail is printed.
@@ -204,7 +204,7 @@ async def moonraker_on_sim(workdir: Path) -> AsyncIterator[Rig]:
     sock = workdir / "klippy.sock"
     port = _free_port()
     conf = workdir / "moonraker.conf"
-    conf.write_text(MOONRAKER_CONF.format(port=port, socket=sock))
+    conf.write_text(conf_text.format(port=port, socket=sock))
     log_path = data / "logs" / "moonraker.log"
     output_path = workdir / "moonraker.out"
     sim = SimKlippy(sock, data / "gcodes", speed=SPEED)

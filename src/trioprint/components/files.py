@@ -927,7 +927,8 @@ class Files:
         target = self._locate(roots, path, "path")
         self._check_writable(target, "cannot delete file")
         if not os.path.lexists(target.full):
-            raise ApiError(f"file does not exist ({path})", 404)
+            # 400, not 404: Moonraker 0.11 answers a delete of a missing file so
+            raise ApiError(f"invalid file path: file does not exist ({path})", 400)
         if os.path.isdir(target.full) and not os.path.islink(target.full):
             raise ApiError(f"{path}: is a directory (use DELETE /server/files/directory)", 400)
         self._check_not_printing(target)

@@ -100,6 +100,7 @@ class JobParams:
 def metadata_snapshot(metadata: dict[str, Any]) -> dict[str, Any]:
     """What a job keeps of its file's metadata (no thumbnail data, no history back-links)."""
     snapshot = dict(metadata)
+    snapshot.pop("filename", None)  # the job has its own; Moonraker keeps the stored fields
     snapshot.pop("print_start_time", None)
     snapshot.pop("job_id", None)
     thumbs = snapshot.get("thumbnails")

@@ -622,6 +622,11 @@ def _plate_bed_temp(where: Where) -> Rule:
     return rule
 
 
+def _none_found(doc: _Doc, found: dict[str, Any]) -> list[Any]:
+    """The last rule of a list field that is ``[]`` (not absent) when no rule found it."""
+    return []
+
+
 def _prusa_like(config: Where, *, header_first: bool) -> Fields:
     """The fields of PrusaSlicer's family, its settings read from ``config`` first.
 
@@ -667,14 +672,19 @@ def _prusa_like(config: Where, *, header_first: bool) -> Fields:
         "chamber_temp": ordered(setting(b"chamber_temperature"), setting(b"chamber_temperatures")),
         "filament_name": (setting(b"filament_settings_id", _names),),
         "filament_type": (setting(b"filament_type", _names),),
-        "filament_colors": (setting(b"filament_colour", _strings),),
+        # Moonraker's PrusaSlicer family reports these lists empty when the file has none
+        "filament_colors": (setting(b"filament_colour", _strings), _none_found),
         "filament_change_count": (
             setting(b"total toolchanges", _int),
             setting(b"total filament change", _int),
         ),
-        "extruder_colors": (setting(b"extruder_colour", _strings),),
-        "filament_temps": (setting(b"temperature", _ints), setting(b"nozzle_temperature", _ints)),
-        "referenced_tools": (setting(b"referenced_tools", _ints),),
+        "extruder_colors": (setting(b"extruder_colour", _strings), _none_found),
+        "filament_temps": (
+            setting(b"temperature", _ints),
+            setting(b"nozzle_temperature", _ints),
+            _none_found,
+        ),
+        "referenced_tools": (setting(b"referenced_tools", _ints), _none_found),
         "mmu_print": (setting(b"single_extruder_multi_material", _int),),
         "filament_total": ordered(
             setting(b"filament used [mm]", _sum),
