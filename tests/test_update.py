@@ -150,6 +150,9 @@ def test_tags_and_channels() -> None:
     assert pick_release_tag(tags, "stable") == ("a" * 40, "v1.0.0")
     assert pick_release_tag(tags, "beta") == ("b" * 40, "v1.1.0b1")
     assert pick_release_tag({}, "stable") is None
+    # the highest version wins, whatever git's order (tags of one second share a date)
+    same_second = {"a" * 40: "v1.0.0", "e" * 40: "v1.1.0"}
+    assert pick_release_tag(same_second, "stable") == ("e" * 40, "v1.1.0")
     listed = commits_listed([{"sha": "a" * 40}, {"sha": "d" * 40}], tags)
     assert listed == [{"sha": "a" * 40, "tag": "v1.0.0"}, {"sha": "d" * 40, "tag": None}]
 

@@ -231,16 +231,21 @@ def parse_tag_refs(text: str) -> dict[str, str]:
 
 
 def pick_release_tag(tags: Mapping[str, str], channel: str) -> tuple[str, str] | None:
-    """The newest tag (``tags`` newest first) fit for ``channel``: (sha, tag), else None."""
+    """The highest version among ``tags`` fit for ``channel``: (sha, tag), else None.
+
+    (The highest, not the newest: tags made within one second have the same date.)
+    """
+    best: tuple[GitVersion, str, str] | None = None
     for sha, tag in tags.items():
         version = GitVersion.parse(tag)
         if not version.valid:
             continue
-        if (channel == "stable" and version.is_final) or (
+        fits = (channel == "stable" and version.is_final) or (
             channel == "beta" and not version.is_alpha
-        ):
-            return sha, tag
-    return None
+        )
+        if fits and (best is None or version.key() > best[0].key()):
+            best = (version, sha, tag)
+    return (best[1], best[2]) if best else None
 
 
 def owner_of(url: str) -> str:

@@ -95,7 +95,7 @@ class AppOptions:
     path: str | None = None
     origin: str | None = None
     moved_origin: str | None = None
-    primary_branch: str = "master"
+    primary_branch: str | None = None
     pinned_commit: str | None = None
     managed_services: tuple[str, ...] = ()
     info_tags: tuple[str, ...] = ()
