@@ -605,3 +605,45 @@ async def test_instance_has_the_component_only_when_configured(tmp_path: Path) -
         "machine.update.system",
     } <= names
     assert not [w for w in configured.warnings if "[update_manager]" in w]
+
+
+async def test_auto_refresh_every_hour_inside_the_window(
+    tmp_path: Path, autojump_clock: Any
+) -> None:
+    import time
+
+    base = time.mktime((2024, 5, 1, 1, 0, 0, 0, 0, -1))  # 01:00 local time
+
+    class Provider:
+        def __init__(self) -> None:
+            self.calls = 0
+
+        async def refresh(self) -> list[str]:
+            self.calls += 1
+            await trio.lowlevel.checkpoint()
+            return [f"pkg{i}" for i in range(self.calls)]
+
+        async def upgrade(self) -> None:
+            raise AssertionError("no upgrade in this test")
+
+    provider = Provider()
+    printing = [False]
+    text = "[update_manager]\nenable_auto_refresh: True\nrefresh_interval: 1\nrefresh_window: 0-4\n"
+    run = contextmanager_harness(
+        tmp_path,
+        text,
+        package_provider=provider,
+        clock=lambda: base + trio.current_time(),
+        is_printing=lambda: printing[0],
+    )
+    async with run() as h:
+        assert (await h.info("system"))["package_count"] == 1
+        await h.manager.wait_refresh_passes(2)  # 02:00
+        assert (await h.info("system"))["package_list"] == ["pkg0", "pkg1"]
+        printing[0] = True
+        await h.manager.wait_refresh_passes(3)  # 03:00, printing: no refresh
+        assert provider.calls == 2
+        printing[0] = False
+        await h.manager.wait_refresh_passes(5)  # 04:00 is outside the window, 05:00 too
+        assert provider.calls == 2
+        assert len(h.sockets.of("notify_update_refreshed")) == 2
