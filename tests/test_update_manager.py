@@ -647,3 +647,23 @@ async def test_auto_refresh_every_hour_inside_the_window(
         await h.manager.wait_refresh_passes(5)  # 04:00 is outside the window, 05:00 too
         assert provider.calls == 2
         assert len(h.sockets.of("notify_update_refreshed")) == 2
+
+
+async def test_served_on_http_and_websocket(tmp_path: Path, repos: Repos) -> None:
+    import httpx
+
+    from .live import live_server, rpc_client
+
+    config = tmp_path / "moonraker.conf"
+    config.write_text(f"[server]\nhost: 127.0.0.1\nport: 0\n\n{config_text(repos)}")
+    async with live_server(tmp_path, config) as live, rpc_client(live.ws) as client:
+        info = (await client.call("server.info"))["result"]
+        assert "update_manager" in info["components"]
+        async with httpx.AsyncClient() as http:
+            reply = await http.get(f"{live.http}/machine/update/status")
+        assert reply.status_code == 200
+        assert set(reply.json()["result"]["version_info"]) == {"system", "app"}
+        missing = await client.call("machine.update.rollback", {})
+        assert "name" in missing["error"]["message"]
+        unknown = await client.call("machine.update.upgrade", {"name": "nope"})
+        assert unknown["error"]["message"] == "Updater nope not available"
