@@ -15,3 +15,7 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 # process or as a subprocess, which inherits the environment) fetches them from a loopback
 # port nothing listens on, refused at once. Tests of the feeds set feed_url themselves.
 os.environ.setdefault("TRIOPRINT_ANNOUNCEMENTS_URL", "http://127.0.0.1:9/{name}.xml")
+# Nor GitHub's API (the update manager's web clients), nor apt: a test never reads or changes
+# the host's packages.
+os.environ.setdefault("TRIOPRINT_GITHUB_API", "http://127.0.0.1:9")
+os.environ.setdefault("TRIOPRINT_APT", "off")

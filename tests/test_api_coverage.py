@@ -33,7 +33,10 @@ def served_rows() -> set[tuple[str | None, str | None]]:
 
 
 def registered_rows(tmp_path: Path) -> set[tuple[str | None, str | None]]:
-    instance = Instance(load_config(None, tmp_path))
+    # the update manager's endpoints are there only with its section
+    conf = tmp_path / "trioprint.conf"
+    conf.write_text("[update_manager]\n")
+    instance = Instance(load_config(conf, tmp_path))
     rows = set()
     for ep in instance.registry.endpoints():
         http = f"{ep.verb} {ep.path}" if ep.transports & Transport.HTTP else None

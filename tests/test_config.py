@@ -495,20 +495,20 @@ def test_unknown_sections_and_options_are_kept_and_warned(tmp_path: Path) -> Non
         "[server]\nssl_port: 7130\n[update_manager]\nchannel: dev\n[update_manager klipper]\n"
         "type: git_repo\n[event_hook print]\nevent: PrintStarted\n[power printer]\ntype: gpio\n"
         "[power]\n[machine]\nprovider: none\n[octoprint_compat]\n[announcements]\n"
-        "[history]\nfoo: 1\n[Server]\n",
+        "[history]\nfoo: 1\n[Server]\n[spoolman]\n",
     )
     assert c.section("update_manager") == {"channel": "dev"}
     assert c.section("server") == {"ssl_port": "7130"}
     assert c.section("absent") == {}
     assert c.warnings == (
         "[server] ssl_port: unknown option, ignored",
-        "[update_manager]: section not supported by trioprint, ignored",
-        "[update_manager klipper]: section not supported by trioprint, ignored",
         "[power]: needs a name, like [power NAME]; ignored",
         "[history] foo: unknown option, ignored",
         "[Server]: section not supported by trioprint, ignored"
         " (section names are case-sensitive: [server]?)",
+        "[spoolman]: section not supported by trioprint, ignored",
     )
+    # [update_manager] and [update_manager NAME] are the update manager's to check
     parsed = c.parsed()
     assert parsed["update_manager"] == {"channel": "dev"}
     assert parsed["server"]["port"] == 7125

@@ -9,7 +9,8 @@
           └─ Instance.run (its own cancel scope: restart and shutdown cancel the whole tree)
              └─ storage: the SQLite database (opened first, closed last)
                 └─ components: websocket fan-out, authorization, machine (1 Hz proc stats),
-                   │ klippy link, files, metadata, history, event hooks, OctoPrint events ...
+                   │ klippy link, files, metadata, history, update manager, event hooks,
+                   │ OctoPrint events ...
                    └─ hypercorn's Trio server with the ASGI router (Quart-Trio HTTP + /websocket)
 
 Shutdown order for an instance: websockets are closed (their queued replies flushed, bounded),
@@ -49,6 +50,7 @@ from .components.octoprint_api import OctoPrintApi
 from .components.octoprint_events import OctoPrintEvents
 from .components.printer import Printer
 from .components.server import ServerCore
+from .components.update_manager import UpdateManager, is_configured
 from .components.uploads import handle_upload
 from .config import Config, default_config_path, load_config
 from .errors import ConfigError, StartupError
@@ -167,6 +169,18 @@ class Instance:
             config.data_dir,
             warnings=self.warnings,
         )
+        # machine.update.*: only with an [update_manager] section
+        self.update_manager = (
+            UpdateManager(
+                config,
+                self.database,
+                self.websockets,
+                is_printing=self._klippy_printing,
+                warnings=self.warnings,
+            )
+            if is_configured(config)
+            else None
+        )
         # [event_hook NAME] sections: OctoPrint events run commands (their warnings shown too)
         self.event_hooks = EventHooks(config, self.bus, self.klippy)
         self.warnings.extend(self.event_hooks.warnings)
@@ -193,6 +207,7 @@ class Instance:
             self.history,
             self.job_queue,
             self.announcements,
+            *([self.update_manager] if self.update_manager is not None else []),
             self.event_hooks,  # before the OctoPrint events, so that the hooks hear Startup
             self.octoprint_events,
         ]

@@ -230,7 +230,9 @@ _TYPED: dict[str, type[Any]] = {
 _FIELDS = {name: frozenset(a.name for a in attrs.fields(cls)) for name, cls in _TYPED.items()}
 
 #: ``[PREFIX NAME]`` sections that components read themselves (``[include]`` is read here).
-_PREFIXES = ("event_hook", "power")
+_PREFIXES = ("event_hook", "power", "update_manager")
+#: Prefixes whose bare section is fine too (``[update_manager]`` beside ``[update_manager NAME]``).
+_BARE_PREFIXES = frozenset({"update_manager"})
 
 #: Moonraker sections whose presence is fine: trioprint needs nothing from them.
 _TOLERATED = frozenset(
@@ -610,7 +612,11 @@ def _checked(
 def _section_warning(name: str) -> str | None:
     kind = name.split()[0]
     if kind in _PREFIXES:
-        return None if kind != name else f"[{name}]: needs a name, like [{name} NAME]; ignored"
+        return (
+            None
+            if kind != name or kind in _BARE_PREFIXES
+            else f"[{name}]: needs a name, like [{name} NAME]; ignored"
+        )
     if name in _TOLERATED:
         return None
     message = f"[{name}]: section not supported by trioprint, ignored"
