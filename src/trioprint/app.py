@@ -38,6 +38,7 @@ from .components.announcements import Announcements
 from .components.auth import Authorization
 from .components.data_store import DataStore
 from .components.database import Database
+from .components.extensions import Extensions
 from .components.files import Files, printing_check, serve_file
 from .components.history import History
 from .components.hooks import EventHooks
@@ -131,6 +132,7 @@ class Instance:
             self.bus, self.websockets, functools.partial(open_unix, address), address=address
         )
         self.printer = Printer(self.klippy)
+        self.extensions = Extensions(self.websockets, self.klippy)
         self.files = Files(config, self.bus, self.websockets)
         self.files.is_printing = printing_check(self._printed_file)
         self.klippy.set_internal_subscription(
@@ -195,6 +197,7 @@ class Instance:
             self.announcements,
             self.event_hooks,  # before the OctoPrint events, so that the hooks hear Startup
             self.octoprint_events,
+            self.extensions,
         ]
         for component in [self.database, *self.components]:
             self.registry.add_component(component)

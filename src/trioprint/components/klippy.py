@@ -123,6 +123,8 @@ class Klippy:
         self._subscribed: ObjectSpec | None = None  # what klippy has now (None: nothing)
         self._subscribe_lock = trio.Lock()
         self._remote_methods: dict[str, Callable[..., Any]] = {}
+        #: The session the remote methods were registered on (klippy keeps them per client).
+        self._methods_session: KlippySession | None = None
         self._ready_hooks: list[Callable[[], Awaitable[None]]] = []
         self._ready = trio.Event()
         self._gcode_listeners: list[Callable[[str, str], None]] = []
@@ -137,6 +139,31 @@ class Klippy:
     def register_remote_method(self, name: str, callback: Callable[..., Any]) -> None:
         """Klippy may call ``name`` (e.g. from a macro's ``action_call_remote_method``)."""
         self._remote_methods[name] = callback
+
+    async def register_agent_method(self, name: str, callback: Callable[..., Any]) -> None:
+        """An agent's remote method (``connection.register_remote_method``): registered with
+        klippy now if its methods are already registered on this connection, else at the next
+        ready. A name already taken is refused."""
+        if name in self._remote_methods or name in (STATUS_METHOD, GCODE_METHOD):
+            raise ApiError(f"Remote method ({name}) already registered")
+        self._remote_methods[name] = callback
+        session = self.session
+        if session is None or session.closed or session is not self._methods_session:
+            return
+        try:
+            await self._register_with_klippy(session, name)
+        except ApiError as exc:
+            log.warning("klippy refused remote method %s: %s", name, exc.message)
+
+    def unregister_remote_method(self, name: str) -> None:
+        """Klippy's calls of ``name`` are dropped from now on (klippy cannot forget it)."""
+        self._remote_methods.pop(name, None)
+
+    async def _register_with_klippy(self, session: KlippySession, name: str) -> None:
+        await session.request(
+            "register_remote_method",
+            {"response_template": {"method": name}, "remote_method": name},
+        )
 
     def on_ready(self, hook: Callable[[], Awaitable[None]]) -> None:
         """Run ``hook`` each time klippy becomes ready (after the subscription is in place)."""
@@ -383,11 +410,10 @@ class Klippy:
             state = str(webhooks.get("state", state))
             self.state_message = str(webhooks.get("state_message", self.state_message))
             if state == "ready":
-                for method in self._remote_methods:
-                    await session.request(
-                        "register_remote_method",
-                        {"response_template": {"method": method}, "remote_method": method},
-                    )
+                # methods added from now on register themselves (register_agent_method)
+                self._methods_session = session
+                for method in list(self._remote_methods):
+                    await self._register_with_klippy(session, method)
                 for hook in self._ready_hooks:
                     await hook()
             self._set_state(state)

@@ -101,7 +101,14 @@ class ServerCore:
         if conn.client_info is not None:
             raise ApiError(f"Connection already identified as {conn.client_info.get('name')}")
         self._authenticate(conn, p)
+        if p.type == "agent":
+            # refused before identifying: it may try again under another name
+            self._instance.extensions.check_agent(p.client_name)
         conn.identify({"name": p.client_name, "version": p.version, "type": p.type, "url": p.url})
+        if p.type == "agent":
+            live = self._instance.websockets.get(conn.connection_id)
+            if live is not None:
+                self._instance.extensions.add_agent(live)
         return {"connection_id": conn.connection_id}
 
     def _authenticate(self, conn: Connection, p: IdentifyParams) -> None:

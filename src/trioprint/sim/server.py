@@ -389,6 +389,17 @@ class SimKlippy:
                 with contextlib.suppress(GcodeError):
                     await self._drive(job, machine)
 
+    def call_remote_method(self, name: str, **kwargs: Any) -> int:
+        """What a macro's ``action_call_remote_method(name, ...)`` does in klippy: every client
+        that registered ``name`` is sent it; returns how many were (klippy errors on none)."""
+        reached = 0
+        for client in list(self._clients.values()):
+            template = client.remote_methods.get(name)
+            if template is not None:
+                client.send_templated(template, kwargs)
+                reached += 1
+        return reached
+
     # -- stop and restart ------------------------------------------------------------------
 
     def emergency_stop(self) -> None:
