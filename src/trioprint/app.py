@@ -44,6 +44,7 @@ from .components.history import History
 from .components.hooks import EventHooks
 from .components.job_queue import JobQueueComponent
 from .components.klippy import Klippy
+from .components.klippy_endpoints import KlippyEndpoints
 from .components.machine import Machine
 from .components.metadata import MetadataStore
 from .components.octoprint_api import OctoPrintApi
@@ -132,6 +133,8 @@ class Instance:
             self.bus, self.websockets, functools.partial(open_unix, address), address=address
         )
         self.printer = Printer(self.klippy)
+        # klippy's other endpoints (bed_mesh/dump_mesh, ...), added when the link lists them
+        self.klippy_endpoints = KlippyEndpoints(self.klippy, self.registry)
         self.extensions = Extensions(self.websockets, self.klippy)
         self.files = Files(config, self.bus, self.websockets)
         self.files.is_printing = printing_check(self._printed_file)

@@ -126,6 +126,7 @@ class Klippy:
         #: The session the remote methods were registered on (klippy keeps them per client).
         self._methods_session: KlippySession | None = None
         self._ready_hooks: list[Callable[[], Awaitable[None]]] = []
+        self._endpoint_listeners: list[Callable[[list[Any]], object]] = []
         self._ready = trio.Event()
         self._gcode_listeners: list[Callable[[str, str], None]] = []
         websockets.add_close_listener(self._connection_closed)
@@ -159,11 +160,33 @@ class Klippy:
         """Klippy's calls of ``name`` are dropped from now on (klippy cannot forget it)."""
         self._remote_methods.pop(name, None)
 
+    async def _list_endpoints(self, session: KlippySession) -> None:
+        try:
+            result = await session.request("list_endpoints", {})
+        except KlippyDisconnected:
+            raise
+        except ApiError as exc:  # an old klippy: only the endpoints trioprint declares
+            log.info("klippy did not list its endpoints: %s", exc.message)
+            return
+        endpoints = result.get("endpoints") if isinstance(result, dict) else None
+        if not isinstance(endpoints, list):
+            return
+        for listener in self._endpoint_listeners:
+            try:
+                listener(endpoints)
+            except Exception:
+                log.exception("klippy endpoint listener failed")
+
     async def _register_with_klippy(self, session: KlippySession, name: str) -> None:
         await session.request(
             "register_remote_method",
             {"response_template": {"method": name}, "remote_method": name},
         )
+
+    def on_endpoints(self, listener: Callable[[list[Any]], object]) -> None:
+        """``listener(endpoints)`` with klippy's ``list_endpoints`` on each connection, once
+        klippy has started (see :mod:`trioprint.components.klippy_endpoints`)."""
+        self._endpoint_listeners.append(listener)
 
     def on_ready(self, hook: Callable[[], Awaitable[None]]) -> None:
         """Run ``hook`` each time klippy becomes ready (after the subscription is in place)."""
@@ -397,6 +420,8 @@ class Klippy:
             self.info = info
             self.state_message = str(info.get("state_message", ""))
             state = str(info.get("state", "error"))
+            if self._endpoint_listeners:
+                await self._list_endpoints(session)
             objects = await session.request("objects/list", {})
             self.objects = list(objects.get("objects", []))
             # klippy's state, and which heaters and sensors exist (the temperature store and

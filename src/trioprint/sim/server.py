@@ -59,8 +59,19 @@ ENDPOINTS = [
     "pause_resume/cancel",
     "pause_resume/pause",
     "pause_resume/resume",
+    "motion_report/dump_stepper",
     "query_endstops/status",
+    "motion_report/dump_trapq",
 ]
+#: klippy's motion_report dumps: the status field naming what may be dumped, and the header
+#: of the samples (the simulator answers the header and streams no samples).
+DUMPS = {
+    "motion_report/dump_stepper": ("steppers", ["interval", "count", "add"]),
+    "motion_report/dump_trapq": (
+        "trapq",
+        ["time", "duration", "start_velocity", "acceleration", "start_position", "direction"],
+    ),
+}
 
 
 class _Client:
@@ -314,6 +325,14 @@ class SimKlippy:
             return {}
         if method == "query_endstops/status":
             return machine.query_endstops()
+        if method in DUMPS:
+            field, header = DUMPS[method]
+            name = params.get("name")
+            if name is None:
+                raise _Refused("Missing Argument [name]")
+            if name not in machine.query({"motion_report": [field]})["motion_report"][field]:
+                raise _Refused(f"The value '{name}' is not valid for name")
+            return {"header": list(header)}
         if method in ("pause_resume/pause", "pause_resume/resume", "pause_resume/cancel"):
             action = method.rpartition("/")[2]
             async with self._gcode_lock:
