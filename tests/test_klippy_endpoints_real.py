@@ -1,4 +1,5 @@
-"""Klippy's other endpoints, forwarded through trioprint to a REAL klippy (Kalico, Klipper).
+"""Klippy's other endpoints, forwarded through trioprint to a REAL klippy (Kalico, Klipper),
+and an agent's remote method called by a real klippy macro.
 
 trioprint learns them from klippy's ``list_endpoints`` and serves them as Moonraker does:
 ``motion_report/dump_stepper`` is ``printer.motion_report.dump_stepper`` and
@@ -13,8 +14,8 @@ import httpx
 import pytest
 import trio
 
-from .klippy_real import KLIPPY_PARAMS, KlippyFlavour
-from .test_printer_real import WAIT, client, printer
+from .klippy_real import KLIPPY_PARAMS, KlippyFlavour, run_klippy
+from .test_printer_real import WAIT, client, printer, trioprint_for, wait_klippy_state
 
 pytestmark = pytest.mark.slow
 
@@ -42,3 +43,32 @@ async def test_forwarded_endpoints(flavour: KlippyFlavour | None, tmp_path: Path
                 assert "name" in missing.json()["error"]["message"]
             # klippy still answers: the dumps it now streams to the link broke nothing
             assert (await c.result("printer.info"))["state"] == "ready"
+
+
+CALLING_MACRO = """
+[gcode_macro CALL_AGENT]
+gcode:
+  {action_call_remote_method("agent_hello", greeting="hi", count=2)}
+"""
+
+
+@pytest.mark.parametrize("flavour", KLIPPY_PARAMS)
+async def test_a_macro_calls_an_agents_remote_method(
+    flavour: KlippyFlavour | None, tmp_path: Path
+) -> None:
+    identity = {"client_name": "a", "version": "1", "type": "agent", "url": "x"}
+    extra = CALLING_MACRO
+    async with (
+        trioprint_for(tmp_path) as live,
+        run_klippy(flavour, tmp_path, extra_cfg=extra),
+        client(live) as c,
+    ):
+        await wait_klippy_state(c, "ready")
+        async with client(live) as agent:
+            with trio.fail_after(WAIT):
+                await agent.result("server.connection.identify", identity)
+                method = {"method_name": "agent_hello"}
+                assert await agent.result("connection.register_remote_method", method) == "ok"
+                assert await c.result("printer.gcode.script", {"script": "CALL_AGENT"}) == "ok"
+                index = await agent.notification("agent_hello")
+            assert agent.messages[index]["params"] == {"greeting": "hi", "count": 2}
