@@ -58,6 +58,8 @@ class KlippyDouble:
         self.refuse = 0  # connection attempts refused first
         self.attempts: list[float] = []
         self.stall: set[str] = set()
+        #: what ``list_endpoints`` answers (None: the method is unknown, as an old klippy)
+        self.endpoints: list[str] | None = None
         self.peers: list[Peer] = []
         self.received: list[tuple[int, dict[str, Any]]] = []
         self.eventtime = 100.0
@@ -180,6 +182,14 @@ class KlippyDouble:
                 self.startup_polls -= 1
                 state = "startup"
             result = {"state": state, "state_message": f"Printer is {state}", "app": "Double"}
+        elif method == "list_endpoints":
+            if self.endpoints is None:
+                error = {"error": "WebRequestError", "message": "No registered callback"}
+                await self._send(peer, {"id": req_id, "error": error})
+                return
+            result = {"endpoints": list(self.endpoints)}
+        elif method == "bed_mesh/dump_mesh":
+            result = {"current_mesh": {}, "profiles": {}, "args": params}
         elif method == "objects/list":
             result = {"objects": list(self.status)}
         elif method == "objects/query":

@@ -139,7 +139,7 @@ class RunningKlippy:
         return f"<RunningKlippy {self.flavour.name} pid={self.process.pid} {self.workdir}>"
 
 
-def _prepare(flavour: KlippyFlavour, workdir: Path) -> Path:
+def _prepare(flavour: KlippyFlavour, workdir: Path, extra_cfg: str = "") -> Path:
     """Write printer.cfg (paths moved into ``workdir``) and the sim files; the cfg's path."""
     socket_path = workdir / "klippy.sock"
     if len(os.fsencode(socket_path)) > _MAX_SOCKET_PATH:
@@ -153,6 +153,7 @@ def _prepare(flavour: KlippyFlavour, workdir: Path) -> Path:
     cfg = cfg.replace(_SIM_SERIAL, str(workdir / "unused-serial"))
     cfg = cfg.replace(_SIM_PREFIX, f"{workdir}/")
     assert "/tmp/klippy-sim" not in cfg, "a sim path was not rewritten"
+    cfg += extra_cfg
     printer_cfg = workdir / "printer.cfg"
     printer_cfg.write_text(cfg)
     shutil.copy(SIM_DIR / "klipper.dict", workdir / "klipper.dict")
@@ -201,15 +202,19 @@ async def stop_process(process: trio.Process) -> None:
 
 
 @asynccontextmanager
-async def run_klippy(flavour: KlippyFlavour | None, workdir: Path) -> AsyncIterator[RunningKlippy]:
+async def run_klippy(
+    flavour: KlippyFlavour | None, workdir: Path, *, extra_cfg: str = ""
+) -> AsyncIterator[RunningKlippy]:
     """Start klippy in batch mode in ``workdir``; yield once its API socket accepts connections.
+
+    ``extra_cfg`` is appended to the printer.cfg (sections a test needs, such as a macro).
 
     The process is stopped on exit. If the body raises, klippy's log tail is printed (pytest
     shows it with the failure). Klippy may still be in state ``startup`` when this yields:
     poll ``info`` until ``ready``.
     """
     flavour = require_klippy(flavour)
-    printer_cfg = _prepare(flavour, workdir)
+    printer_cfg = _prepare(flavour, workdir, extra_cfg)
     process = await open_logged_process(
         [
             os.fspath(flavour.executable),

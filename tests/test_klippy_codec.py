@@ -90,6 +90,12 @@ def test_split_frames_wait_for_the_terminator() -> None:
     assert conn.next_event() is NEED_DATA
 
 
+def test_a_push_from_an_empty_template_is_a_nameless_notification() -> None:
+    conn = KlippyConnection()
+    conn.receive_data(b'{"params": {"data": [[1.0]]}}\x03')
+    assert conn.next_event() == Notification("", {"data": [[1.0]]})
+
+
 @pytest.mark.parametrize(
     ("data", "words"),
     [

@@ -492,3 +492,34 @@ async def test_remote_methods_are_registered_when_ready_and_called(
         await double._send(peer, {"method": "trioprint_test", "params": {"speed": 5}})
         await trio.testing.wait_all_tasks_blocked()
         assert calls == [{"speed": 5}]
+
+
+async def test_agent_methods_register_at_once_when_ready_and_again_after_a_restart(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    calls: list[dict[str, Any]] = []
+    async with harness() as h:
+        double = h.double
+        with trio.fail_after(LIMIT):
+            await h.klippy.wait_ready()
+            await h.klippy.register_agent_method("agent_m", lambda **kw: calls.append(kw))
+        registered = [m for _, m in double.received if m["method"] == "register_remote_method"]
+        assert [m["params"]["remote_method"] for m in registered] == ["agent_m"]
+        with pytest.raises(ApiError, match="already registered"):
+            await h.klippy.register_agent_method("agent_m", lambda **kw: None)
+        with pytest.raises(ApiError, match="already registered"):
+            await h.klippy.register_agent_method("process_status_update", lambda **kw: None)
+        # a new klippy connection registers it again
+        await double.drop(double.peers[0])
+        with trio.fail_after(LIMIT):
+            await h.reconnected()
+        registered = [m for p, m in double.received if m["method"] == "register_remote_method"]
+        assert len(registered) == 2
+        await double._send(double.peers[-1], {"method": "agent_m", "params": {"x": 1}})
+        await trio.testing.wait_all_tasks_blocked()
+        assert calls == [{"x": 1}]
+        # unregistered: klippy's calls are dropped
+        h.klippy.unregister_remote_method("agent_m")
+        await double._send(double.peers[-1], {"method": "agent_m", "params": {"x": 2}})
+        await trio.testing.wait_all_tasks_blocked()
+        assert calls == [{"x": 1}]

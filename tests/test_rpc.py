@@ -153,3 +153,23 @@ def test_batch_of_n_requests_has_n_entries(ids: list[int]) -> None:
     msg = rpc.parse(json.dumps(batch))
     assert msg.batch
     assert [e.id for e in msg.entries if isinstance(e, rpc.Request)] == ids
+
+
+def test_a_reply_from_the_client_is_parsed_not_answered() -> None:
+    entry = only(rpc.parse('{"jsonrpc":"2.0","result":{"a":1},"id":4}'))
+    assert entry == rpc.Reply(4, {"a": 1}, None)
+    assert not entry.failed
+    failed = only(rpc.parse('{"jsonrpc":"2.0","error":{"code":-1,"message":"x"},"id":5}'))
+    assert isinstance(failed, rpc.Reply)
+    assert failed.failed
+    assert failed.error == {"code": -1, "message": "x"}
+    # neither a result nor an error, or no id: still an invalid request
+    assert isinstance(only(rpc.parse('{"jsonrpc":"2.0","id":5}')), rpc.Invalid)
+    assert isinstance(only(rpc.parse('{"jsonrpc":"2.0","result":1}')), rpc.Invalid)
+
+
+def test_error_data_and_server_requests() -> None:
+    data = {"x": 1}
+    assert rpc.error(1, 424, "m", data)["error"] == {"code": 424, "message": "m", "data": data}
+    assert rpc.request(None, "m", {}) == {"jsonrpc": "2.0", "method": "m"}
+    assert rpc.request(3, "m", [1]) == {"jsonrpc": "2.0", "method": "m", "params": [1], "id": 3}

@@ -39,11 +39,13 @@ from .components.announcements import Announcements
 from .components.auth import Authorization
 from .components.data_store import DataStore
 from .components.database import Database
+from .components.extensions import Extensions
 from .components.files import Files, printing_check, serve_file
 from .components.history import History
 from .components.hooks import EventHooks
 from .components.job_queue import JobQueueComponent
 from .components.klippy import Klippy
+from .components.klippy_endpoints import KlippyEndpoints
 from .components.machine import Machine
 from .components.metadata import MetadataStore
 from .components.octoprint_api import OctoPrintApi
@@ -133,6 +135,9 @@ class Instance:
             self.bus, self.websockets, functools.partial(open_unix, address), address=address
         )
         self.printer = Printer(self.klippy)
+        # klippy's other endpoints (bed_mesh/dump_mesh, ...), added when the link lists them
+        self.klippy_endpoints = KlippyEndpoints(self.klippy, self.registry)
+        self.extensions = Extensions(self.websockets, self.klippy)
         self.files = Files(config, self.bus, self.websockets)
         self.files.is_printing = printing_check(self._printed_file)
         self.klippy.set_internal_subscription(
@@ -210,6 +215,7 @@ class Instance:
             *([self.update_manager] if self.update_manager is not None else []),
             self.event_hooks,  # before the OctoPrint events, so that the hooks hear Startup
             self.octoprint_events,
+            self.extensions,
         ]
         for component in [self.database, *self.components]:
             self.registry.add_component(component)

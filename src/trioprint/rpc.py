@@ -1,10 +1,11 @@
 """JSON-RPC 2.0 envelopes, parsed and built without I/O.
 
 :func:`parse` turns one websocket text frame into a :class:`Message`: the requests it holds
-(one, or a batch) and the error answers owed for the malformed parts. The transport runs the
-requests (concurrently), and builds the answers with :func:`result` and :func:`error`; a batch is
-answered with one array of the answers owed, notifications (requests without ``id``) with
-nothing.
+(one, or a batch), the error answers owed for the malformed parts, and the replies a client
+sends to requests the server sent it (:class:`Reply`: an agent answering a call). The
+transport runs the requests (concurrently), and builds the answers with :func:`result` and
+:func:`error`; a batch is answered with one array of the answers owed, notifications
+(requests without ``id``) with nothing.
 
 Error codes follow JSON-RPC (-32700 parse error, -32600 invalid request, -32601 method not found,
 -32602 invalid params); a server error keeps its HTTP status as its code, except that 404 becomes
@@ -55,7 +56,22 @@ class Invalid:
     reply: dict[str, Any] | None
 
 
-Entry = Request | Invalid
+@attrs.frozen
+class Reply:
+    """A client's answer to a request the server sent it (an agent answering
+    ``server.extensions.request``): an object with ``result`` or ``error`` and no ``method``."""
+
+    id: Any
+    result: Any = None
+    error: Any = None
+
+    @property
+    def failed(self) -> bool:
+        # as Moonraker: an answer without a (non-null) result is an error
+        return self.result is None
+
+
+Entry = Request | Invalid | Reply
 
 
 @attrs.frozen
@@ -70,8 +86,21 @@ def result(req_id: Any, value: Any) -> dict[str, Any]:
     return {"jsonrpc": "2.0", "result": value, "id": req_id}
 
 
-def error(req_id: Any, code: int, message: str) -> dict[str, Any]:
-    return {"jsonrpc": "2.0", "error": {"code": code, "message": message}, "id": req_id}
+def error(req_id: Any, code: int, message: str, data: Any = None) -> dict[str, Any]:
+    err: dict[str, Any] = {"code": code, "message": message}
+    if data is not None:
+        err["data"] = data
+    return {"jsonrpc": "2.0", "error": err, "id": req_id}
+
+
+def request(req_id: Any, method: str, params: Any = None) -> dict[str, Any]:
+    """A request the server sends a client (params left out when empty, as Moonraker)."""
+    msg: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
+    if params:
+        msg["params"] = params
+    if req_id is not None:
+        msg["id"] = req_id
+    return msg
 
 
 def notification(method: str, params: Sequence[Any] | None = None) -> dict[str, Any]:
@@ -108,6 +137,8 @@ def _entry(obj: Any) -> Entry:
     # JSON-RPC 2.0 requires; only a valid notification is owed nothing.
     if obj.get("jsonrpc") != "2.0":
         return Invalid(error(reply_id, INVALID_REQUEST, 'Invalid Request: "jsonrpc" must be "2.0"'))
+    if "method" not in obj and ("result" in obj or "error" in obj) and has_id:
+        return Reply(req_id, obj.get("result"), obj.get("error"))
     method = obj.get("method")
     if not isinstance(method, str):
         return Invalid(

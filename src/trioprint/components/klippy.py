@@ -123,7 +123,10 @@ class Klippy:
         self._subscribed: ObjectSpec | None = None  # what klippy has now (None: nothing)
         self._subscribe_lock = trio.Lock()
         self._remote_methods: dict[str, Callable[..., Any]] = {}
+        #: The session the remote methods were registered on (klippy keeps them per client).
+        self._methods_session: KlippySession | None = None
         self._ready_hooks: list[Callable[[], Awaitable[None]]] = []
+        self._endpoint_listeners: list[Callable[[list[Any]], object]] = []
         self._ready = trio.Event()
         self._gcode_listeners: list[Callable[[str, str], None]] = []
         websockets.add_close_listener(self._connection_closed)
@@ -137,6 +140,53 @@ class Klippy:
     def register_remote_method(self, name: str, callback: Callable[..., Any]) -> None:
         """Klippy may call ``name`` (e.g. from a macro's ``action_call_remote_method``)."""
         self._remote_methods[name] = callback
+
+    async def register_agent_method(self, name: str, callback: Callable[..., Any]) -> None:
+        """An agent's remote method (``connection.register_remote_method``): registered with
+        klippy now if its methods are already registered on this connection, else at the next
+        ready. A name already taken is refused."""
+        if name in self._remote_methods or name in (STATUS_METHOD, GCODE_METHOD):
+            raise ApiError(f"Remote method ({name}) already registered")
+        self._remote_methods[name] = callback
+        session = self.session
+        if session is None or session.closed or session is not self._methods_session:
+            return
+        try:
+            await self._register_with_klippy(session, name)
+        except ApiError as exc:
+            log.warning("klippy refused remote method %s: %s", name, exc.message)
+
+    def unregister_remote_method(self, name: str) -> None:
+        """Klippy's calls of ``name`` are dropped from now on (klippy cannot forget it)."""
+        self._remote_methods.pop(name, None)
+
+    async def _list_endpoints(self, session: KlippySession) -> None:
+        try:
+            result = await session.request("list_endpoints", {})
+        except KlippyDisconnected:
+            raise
+        except ApiError as exc:  # an old klippy: only the endpoints trioprint declares
+            log.info("klippy did not list its endpoints: %s", exc.message)
+            return
+        endpoints = result.get("endpoints") if isinstance(result, dict) else None
+        if not isinstance(endpoints, list):
+            return
+        for listener in self._endpoint_listeners:
+            try:
+                listener(endpoints)
+            except Exception:
+                log.exception("klippy endpoint listener failed")
+
+    async def _register_with_klippy(self, session: KlippySession, name: str) -> None:
+        await session.request(
+            "register_remote_method",
+            {"response_template": {"method": name}, "remote_method": name},
+        )
+
+    def on_endpoints(self, listener: Callable[[list[Any]], object]) -> None:
+        """``listener(endpoints)`` with klippy's ``list_endpoints`` on each connection, once
+        klippy has started (see :mod:`trioprint.components.klippy_endpoints`)."""
+        self._endpoint_listeners.append(listener)
 
     def on_ready(self, hook: Callable[[], Awaitable[None]]) -> None:
         """Run ``hook`` each time klippy becomes ready (after the subscription is in place)."""
@@ -370,6 +420,8 @@ class Klippy:
             self.info = info
             self.state_message = str(info.get("state_message", ""))
             state = str(info.get("state", "error"))
+            if self._endpoint_listeners:
+                await self._list_endpoints(session)
             objects = await session.request("objects/list", {})
             self.objects = list(objects.get("objects", []))
             # klippy's state, and which heaters and sensors exist (the temperature store and
@@ -383,11 +435,10 @@ class Klippy:
             state = str(webhooks.get("state", state))
             self.state_message = str(webhooks.get("state_message", self.state_message))
             if state == "ready":
-                for method in self._remote_methods:
-                    await session.request(
-                        "register_remote_method",
-                        {"response_template": {"method": method}, "remote_method": method},
-                    )
+                # methods added from now on register themselves (register_agent_method)
+                self._methods_session = session
+                for method in list(self._remote_methods):
+                    await self._register_with_klippy(session, method)
                 for hook in self._ready_hooks:
                     await hook()
             self._set_state(state)

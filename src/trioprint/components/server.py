@@ -1,11 +1,15 @@
-"""The ``server.*`` core methods: info, config, restart, websocket id, connection identify."""
+"""The ``server.*`` core methods: info, config, restart, websocket id, connection identify,
+log rollover."""
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 import attrs
+import trio
 
+from .. import logs
 from .._version import __version__
 from ..errors import ApiError
 from ..registry import Call, Connection, NoParams, Transport, endpoint
@@ -18,6 +22,16 @@ API_VERSION = (1, 5, 0)
 MOONRAKER_VERSION = "v0.11.0"
 
 CLIENT_TYPES = ("web", "mobile", "desktop", "display", "bot", "agent", "other")
+#: The logs ``server.logs.rollover`` knows, by Moonraker's names: trioprint's own is
+#: "moonraker" (the program in Moonraker's place).
+LOG_APPLICATIONS = ("moonraker", "klipper")
+
+log = logging.getLogger(__name__)
+
+
+@attrs.frozen
+class RolloverParams:
+    application: str | None = None
 
 
 @attrs.frozen
@@ -78,6 +92,33 @@ class ServerCore:
         self._instance.request_restart()
         return "ok"
 
+    @endpoint("/server/logs/rollover", "POST", params=RolloverParams)
+    async def logs_rollover(self, call: Call[RolloverParams]) -> dict[str, Any]:
+        """Start new log files: trioprint's own (``moonraker``), and Klipper's, which
+        trioprint cannot do (it does not run Klipper as a service): always in ``failed``."""
+        apps: tuple[str, ...] = LOG_APPLICATIONS
+        app = call.params.application
+        if app is not None:
+            if app not in LOG_APPLICATIONS:
+                raise ApiError(
+                    f"Unknown application {app!r}: expected one of {', '.join(LOG_APPLICATIONS)}"
+                )
+            apps = (app,)
+        result: dict[str, Any] = {"rolled_over": [], "failed": {}}
+        if "moonraker" in apps:
+            try:
+                await trio.to_thread.run_sync(logs.rollover)
+            except (logs.RolloverError, OSError) as exc:
+                result["failed"]["moonraker"] = str(exc)
+            else:
+                result["rolled_over"].append("moonraker")
+                log.info("log rolled over (trioprint %s)", __version__)
+        if "klipper" in apps:
+            result["failed"]["klipper"] = (
+                "Klipper's log cannot be rolled over: trioprint does not manage a Klipper service"
+            )
+        return result
+
     @endpoint("/server/websocket/id", "GET", transports=Transport.WEBSOCKET)
     async def websocket_id(self, call: Call[NoParams]) -> dict[str, Any]:
         assert call.connection is not None
@@ -101,7 +142,14 @@ class ServerCore:
         if conn.client_info is not None:
             raise ApiError(f"Connection already identified as {conn.client_info.get('name')}")
         self._authenticate(conn, p)
+        if p.type == "agent":
+            # refused before identifying: it may try again under another name
+            self._instance.extensions.check_agent(p.client_name)
         conn.identify({"name": p.client_name, "version": p.version, "type": p.type, "url": p.url})
+        if p.type == "agent":
+            live = self._instance.websockets.get(conn.connection_id)
+            if live is not None:
+                self._instance.extensions.add_agent(live)
         return {"connection_id": conn.connection_id}
 
     def _authenticate(self, conn: Connection, p: IdentifyParams) -> None:

@@ -156,6 +156,10 @@ class KlippyConnection:
         method = message.get("method")
         if isinstance(method, str):
             return Notification(method, message.get("params"))
+        if set(message) == {"params"}:
+            # a push made from an empty response template (a dump endpoint such as
+            # motion_report/dump_trapq called without one): a notification without a name
+            return Notification("", message["params"])
         self._fail(f"message is neither a response nor a notification: {frame[:80]!r}")
 
     def _fail(self, reason: str) -> NoReturn:

@@ -59,8 +59,19 @@ ENDPOINTS = [
     "pause_resume/cancel",
     "pause_resume/pause",
     "pause_resume/resume",
+    "motion_report/dump_stepper",
     "query_endstops/status",
+    "motion_report/dump_trapq",
 ]
+#: klippy's motion_report dumps: the status field naming what may be dumped, and the header
+#: of the samples (the simulator answers the header and streams no samples).
+DUMPS = {
+    "motion_report/dump_stepper": ("steppers", ["interval", "count", "add"]),
+    "motion_report/dump_trapq": (
+        "trapq",
+        ["time", "duration", "start_velocity", "acceleration", "start_position", "direction"],
+    ),
+}
 
 
 class _Client:
@@ -314,6 +325,14 @@ class SimKlippy:
             return {}
         if method == "query_endstops/status":
             return machine.query_endstops()
+        if method in DUMPS:
+            field, header = DUMPS[method]
+            name = params.get("name")
+            if name is None:
+                raise _Refused("Missing Argument [name]")
+            if name not in machine.query({"motion_report": [field]})["motion_report"][field]:
+                raise _Refused(f"The value '{name}' is not valid for name")
+            return {"header": list(header)}
         if method in ("pause_resume/pause", "pause_resume/resume", "pause_resume/cancel"):
             action = method.rpartition("/")[2]
             async with self._gcode_lock:
@@ -388,6 +407,17 @@ class SimKlippy:
             async with self._gcode_lock:
                 with contextlib.suppress(GcodeError):
                     await self._drive(job, machine)
+
+    def call_remote_method(self, name: str, **kwargs: Any) -> int:
+        """What a macro's ``action_call_remote_method(name, ...)`` does in klippy: every client
+        that registered ``name`` is sent it; returns how many were (klippy errors on none)."""
+        reached = 0
+        for client in list(self._clients.values()):
+            template = client.remote_methods.get(name)
+            if template is not None:
+                client.send_templated(template, kwargs)
+                reached += 1
+        return reached
 
     # -- stop and restart ------------------------------------------------------------------
 

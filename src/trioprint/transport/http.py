@@ -35,6 +35,7 @@ from ..domain.origins import OriginPolicy
 from ..domain.origins import compile_origins as compile_origins  # re-exported
 from ..errors import ApiError
 from ..registry import Registry, Transport
+from . import jsonrpc
 from .websocket import WebsocketManager
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,8 @@ _HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
 ORIGINS_KEY = "trioprint.origins"
 #: The routes outside the registry, by the verbs they serve.
 _UPLOAD_PATHS = ("/server/files/upload", "/api/files/local")
+#: JSON-RPC over HTTP: the route itself is public, each method it calls is checked.
+JSONRPC_PATH = "/server/jsonrpc"
 _FILE_PREFIX = "/server/files/"
 
 
@@ -120,6 +123,8 @@ def needs_auth(registry: Registry, method: str, path: str) -> bool:
     if routes is not None:
         ep = routes.get(method)
         return ep is None or ep.auth
+    if path == JSONRPC_PATH and method == "POST":
+        return False  # the methods it calls are checked one by one (401 each: -32602)
     return not (method in ("GET", "HEAD") and is_thumbnail(path))
 
 
@@ -149,7 +154,7 @@ def route_methods(registry: Registry, path: str) -> list[str] | None:
     routes = registry.by_path(path)
     if routes is not None:
         return list(routes)
-    if path in _UPLOAD_PATHS:
+    if path in _UPLOAD_PATHS or path == JSONRPC_PATH:
         return ["POST"]
     if path.startswith(_FILE_PREFIX) and "/" in path[len(_FILE_PREFIX) :].strip("/"):
         return ["GET", "DELETE"]  # /server/files/{root}/{path}
@@ -297,6 +302,8 @@ def create_http_app(
     async def api(path: str) -> Response:
         routes = registry.by_path("/" + path)
         if routes is None:
+            if "/" + path == JSONRPC_PATH:
+                return error_response(405, f"Method {request.method} not allowed for /{path}")
             return error_response(404, f"Not Found: /{path}")
         verb = request.method
         ep = routes.get(verb)
@@ -356,6 +363,25 @@ def create_http_app(
         return response
 
     app.add_url_rule("/server/files/upload", "upload", upload_route, methods=["POST"])
+
+    async def jsonrpc_route() -> Response:
+        """One JSON-RPC request or a batch in the body, answered from the registry as the
+        websocket answers it; a body of notifications only is answered with an empty 200."""
+        if request.mimetype != "application/json":
+            return error_response(400, "Invalid content type, application/json required")
+        body = await request.get_data(as_text=False)
+        caller = jsonrpc.Caller(
+            Transport.HTTP,
+            remote=request.remote_addr,
+            user=g.user,
+            require_user=authenticator is not None,
+        )
+        reply = await jsonrpc.answer_message(registry, rpc.parse(body), caller)
+        if reply is None:
+            return Response("", status=200)
+        return Response(reply, status=200, content_type="application/json; charset=utf-8")
+
+    app.add_url_rule(JSONRPC_PATH, "jsonrpc", jsonrpc_route, methods=["POST"])
 
     async def octoprint_upload_route() -> Response:
         """OctoPrint's upload, streamed like the one above."""

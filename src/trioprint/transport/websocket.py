@@ -30,6 +30,7 @@ from ..bus import Bus, Notify
 from ..domain.auth import Authenticator, Credentials, User, credentials_from
 from ..errors import ApiError
 from ..registry import Registry, Transport
+from . import jsonrpc
 from .outbox import Outbox
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,10 @@ class WebsocketConnection:
         self._scope: trio.CancelScope | None = None
         self.close_code = CLOSE_GOING_AWAY
         self.close_reason = ""
+        #: Requests this server sent the client (an agent), by id, waiting for its reply.
+        self._pending: dict[int, _PendingCall] = {}
+        self._next_call_id = 1
+        self.ended = False
 
     # -- the Connection protocol (see registry.Connection) --
 
@@ -78,6 +83,49 @@ class WebsocketConnection:
     def send_notification(self, method: str, params: list[Any] | None = None) -> None:
         if self.authenticated:
             self.send_text(rpc.dumps(rpc.notification(method, params)))
+
+    def call_method(self, method: str, params: Any = None) -> None:
+        """Send the client a notification of its own method (a remote method klippy called)."""
+        self.send_text(rpc.dumps(rpc.request(None, method, params)))
+
+    async def call_method_with_response(self, method: str, params: Any = None) -> Any:
+        """Send the client a request and wait for its reply (``server.extensions.request``).
+
+        An error reply is a 424 carrying the client's error as ``data``; a connection that
+        ends first fails the call with a 500, as Moonraker."""
+        if self.ended:
+            raise ApiError("Client Socket Disconnected", 500)
+        call_id = self._next_call_id
+        self._next_call_id += 1
+        pending = _PendingCall()
+        self._pending[call_id] = pending
+        try:
+            self.send_text(rpc.dumps(rpc.request(call_id, method, params)))
+            await pending.done.wait()
+        finally:
+            self._pending.pop(call_id, None)
+        if pending.error is not None:
+            raise pending.error
+        return pending.result
+
+    def resolve_reply(self, reply: rpc.Reply) -> None:
+        """The client answered one of our requests (a reply to nothing waiting is dropped)."""
+        pending = self._pending.get(reply.id) if isinstance(reply.id, int) else None
+        if pending is None:
+            log.debug("websocket %d: reply to unknown id %r", self.connection_id, reply.id)
+            return
+        if reply.failed:
+            name = (self.client_info or {}).get("name", "unknown")
+            pending.finish(error=ApiError(f"Agent {name} RPC error", 424, reply.error))
+        else:
+            pending.finish(result=reply.result)
+
+    def _end(self) -> None:
+        """The connection is gone: every request still waiting for the client fails."""
+        self.ended = True
+        pending, self._pending = self._pending, {}
+        for call in pending.values():
+            call.finish(error=ApiError("Client Socket Disconnected", 500))
 
     @property
     def authenticated(self) -> bool:
@@ -118,6 +166,18 @@ class WebsocketConnection:
             self._scope.deadline = min(self._scope.deadline, trio.current_time() + FLUSH_TIMEOUT)
         else:
             self._scope.cancel()
+
+
+class _PendingCall:
+    def __init__(self) -> None:
+        self.done = trio.Event()
+        self.result: Any = None
+        self.error: ApiError | None = None
+
+    def finish(self, result: Any = None, error: ApiError | None = None) -> None:
+        if not self.done.is_set():
+            self.result, self.error = result, error
+            self.done.set()
 
 
 class WebsocketManager:
@@ -163,13 +223,15 @@ class WebsocketManager:
         """Call ``listener(connection)`` when a connection is accepted (it must not block)."""
         self._open_listeners.append(listener)
 
-    def broadcast(self, method: str, params: list[Any] | None = None) -> None:
-        """Send one notification to every client, encoding it once."""
+    def broadcast(
+        self, method: str, params: list[Any] | None = None, *, exclude: int | None = None
+    ) -> None:
+        """Send one notification to every client (but ``exclude``), encoding it once."""
         if not self._connections:
             return
         text = rpc.dumps(rpc.notification(method, params))
         for conn in list(self._connections.values()):
-            if conn.authenticated:
+            if conn.authenticated and conn.connection_id != exclude:
                 conn.send_text(text)
 
     def close_all(self, code: int = CLOSE_GOING_AWAY, reason: str = "server shutting down") -> None:
@@ -225,6 +287,7 @@ class WebsocketManager:
         finally:
             del self._connections[conn.connection_id]
             conn.idle_source = None
+            conn._end()
             for listener in self._close_listeners:
                 try:
                     listener(conn)
@@ -273,58 +336,20 @@ class WebsocketManager:
         self, conn: WebsocketConnection, message: rpc.Message, in_flight: trio.Semaphore
     ) -> None:
         try:
-            if not message.batch:
-                reply = await self.answer_entry(conn, message.entries[0])
-                if reply is not None:
-                    conn.send_text(reply)
-                return
-            replies: list[str | None] = [None] * len(message.entries)
-
-            async def one(i: int, entry: rpc.Entry) -> None:
-                replies[i] = await self.answer_entry(conn, entry)
-
-            async with trio.open_nursery() as batch:
-                for i, entry in enumerate(message.entries):
-                    batch.start_soon(one, i, entry)
-            owed = [r for r in replies if r is not None]
-            if owed:
-                conn.send_text("[" + ",".join(owed) + "]")
+            reply = await jsonrpc.answer_message(self._registry, message, self._caller(conn))
+            if reply is not None:
+                conn.send_text(reply)
         finally:
             in_flight.release()
 
-    async def answer_entry(self, conn: WebsocketConnection, entry: rpc.Entry) -> str | None:
-        """Run one request; return its encoded reply (None for a notification)."""
-        if isinstance(entry, rpc.Invalid):
-            return None if entry.reply is None else rpc.dumps(entry.reply)
-        req_id = None if entry.is_notification else entry.id
-        ep = self._registry.by_rpc(entry.method)
-        if ep is None:
-            reply = rpc.error(req_id, rpc.METHOD_NOT_FOUND, f"Method not found: {entry.method}")
-        elif ep.auth and self.authenticator is not None and conn.user is None:
-            reply = rpc.error(req_id, rpc.rpc_code_for_status(401), "Unauthorized")
-        else:
-            try:
-                value = await self._registry.dispatch(
-                    ep,
-                    entry.params,
-                    Transport.WEBSOCKET,
-                    remote=conn.remote,
-                    connection=conn,
-                    user=conn.user,
-                )
-                reply = rpc.result(req_id, value)
-            except ApiError as exc:
-                reply = rpc.error(req_id, rpc.rpc_code_for_status(exc.status), exc.message)
-            except Exception as exc:
-                log.exception("internal error in %s", entry.method)
-                reply = rpc.error(req_id, 500, f"Internal error in {entry.method}: {exc!r}")
-        if entry.is_notification:
-            return None
-        try:
-            return rpc.dumps(reply)
-        except (TypeError, ValueError) as exc:
-            log.error("result of %s cannot be encoded as JSON: %s", entry.method, exc)
-            return rpc.dumps(rpc.error(req_id, 500, f"Internal error in {entry.method}: {exc}"))
+    def _caller(self, conn: WebsocketConnection) -> jsonrpc.Caller:
+        return jsonrpc.Caller(
+            Transport.WEBSOCKET,
+            remote=conn.remote,
+            connection=conn,
+            require_user=self.authenticator is not None,
+            on_reply=conn.resolve_reply,
+        )
 
 
 def _connect_credentials(scope: Mapping[str, Any], remote: str | None) -> Credentials:
