@@ -15,3 +15,8 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 # process or as a subprocess, which inherits the environment) fetches them from a loopback
 # port nothing listens on, refused at once. Tests of the feeds set feed_url themselves.
 os.environ.setdefault("TRIOPRINT_ANNOUNCEMENTS_URL", "http://127.0.0.1:9/{name}.xml")
+
+# No test reaches the host's init system: every server a test starts (in this process or as a
+# subprocess) uses [machine] provider none unless its config says otherwise; the tests of the
+# services inject a double runner.
+os.environ.setdefault("TRIOPRINT_MACHINE_PROVIDER", "none")
