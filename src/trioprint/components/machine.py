@@ -329,10 +329,15 @@ class Machine:
         name = call.params.interface
         if not name or len(name) > 15 or "/" in name or name in (".", "..") or "\0" in name:
             raise ApiError(f"invalid argument 'interface': not a network interface name: {name!r}")
+
+        def look() -> tuple[bool, bool]:
+            present = peripherals.can_interfaces(self._roots)
+            return bool(present), name in present or peripherals.interface_exists(self._roots, name)
+
         async with self._devices_lock:
-            present = await trio.to_thread.run_sync(peripherals.can_interfaces, self._roots)
-            if not present:  # no CAN interface on this host: nothing to ask
+            any_can, exists = await trio.to_thread.run_sync(look)
+            if not any_can:  # no CAN interface on this host: nothing to ask
                 return {"can_uuids": []}
-            if name not in present and not peripherals.interface_exists(self._roots, name):
+            if not exists:
                 raise ApiError(f"Unable to bind socket to interface '{name}'", 500)
             return {"can_uuids": await self._can_query(name)}
