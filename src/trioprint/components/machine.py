@@ -129,8 +129,9 @@ class Machine:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         await self._sample()
-        with trio.move_on_after(DETECT_TIMEOUT):
-            await self._detect_services()
+        await self._read_allow_list()
+        with trio.move_on_after(DETECT_TIMEOUT):  # the init system's answers, not the files
+            await self._list_services()
         task_status.started()
         async with trio.open_nursery() as nursery:
             if self.init.provider != "none":
@@ -156,6 +157,10 @@ class Machine:
 
     async def _detect_services(self) -> None:
         """Read the allow-list and ask the init system which allowed services exist."""
+        await self._read_allow_list()
+        await self._list_services()
+
+    async def _read_allow_list(self) -> None:
         text = await trio.to_thread.run_sync(_read_text, self._asvc)
         self.allowed = (
             host.parse_allowed_services(text) if text is not None else host.DEFAULT_ALLOWED_SERVICES
@@ -163,6 +168,8 @@ class Machine:
         if self._own_unit is None:
             cgroup = await trio.to_thread.run_sync(_read_text, Path("/proc/self/cgroup"))
             self._own_unit = host.own_unit_from_cgroup(cgroup or "")
+
+    async def _list_services(self) -> None:
         try:
             names = await self.init.list_services()
         except ApiError as exc:
