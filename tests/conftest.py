@@ -19,3 +19,8 @@ os.environ.setdefault("TRIOPRINT_ANNOUNCEMENTS_URL", "http://127.0.0.1:9/{name}.
 # the host's packages.
 os.environ.setdefault("TRIOPRINT_GITHUB_API", "http://127.0.0.1:9")
 os.environ.setdefault("TRIOPRINT_APT", "off")
+
+# No test reaches the host's init system: every server a test starts (in this process or as a
+# subprocess) uses [machine] provider none unless its config says otherwise; the tests of the
+# services inject a double runner.
+os.environ.setdefault("TRIOPRINT_MACHINE_PROVIDER", "none")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import trio
@@ -9,6 +10,7 @@ import trio.testing
 
 from trioprint.bus import Bus, Notify
 from trioprint.components.machine import Machine
+from trioprint.config import Config
 from trioprint.domain.procstats import Sources
 
 
@@ -20,6 +22,7 @@ class FakeInstance:
     def __init__(self) -> None:
         self.bus = Bus()
         self.websockets = FakeWebsockets()
+        self.config = Config(data_dir=Path("/nonexistent-trioprint-data"))
 
 
 async def test_one_notification_a_second(autojump_clock: trio.testing.MockClock) -> None:
@@ -63,6 +66,7 @@ async def test_system_info_is_read_once() -> None:
     from trioprint.registry import Call, NoParams, Transport
 
     call = Call(NoParams(), Transport.HTTP, "GET")
-    assert await machine.system_info(call) == {"system_info": {"n": 1}}
-    assert await machine.system_info(call) == {"system_info": {"n": 1}}
+    first = await machine.system_info(call)
+    assert first["system_info"]["n"] == 1
+    assert (await machine.system_info(call))["system_info"]["n"] == 1
     assert calls == 1

@@ -219,3 +219,27 @@ async def test_http_restart_rereads_config_and_keeps_the_old_one_if_broken(
         async with rpc_client(f"ws://127.0.0.1:{third.bound[0][1]}/websocket") as client:
             info = (await client.call("server.info"))["result"]
         assert any("max_websocket_connections" in w for w in info["warnings"])
+
+
+async def test_host_control_errors_over_http(tmp_path: Path) -> None:
+    # conftest: provider none, so nothing reaches the host's init system
+    async with live_server(tmp_path) as live, rpc_client(live.ws) as client:
+        async with httpx.AsyncClient() as http:
+            denied = await http.post(f"{live.http}/machine/services/restart?service=ssh")
+            assert denied.status_code == 400
+            assert denied.json()["error"]["message"] == "Service 'ssh' not allowed"
+            missing = await http.post(f"{live.http}/machine/services/stop")
+            assert missing.status_code == 400
+            unavailable = await http.post(f"{live.http}/machine/reboot")
+            message = unavailable.json()["error"]["message"]
+            if unavailable.status_code == 400:  # this host runs in a container: refused first
+                assert "container" in message
+            else:
+                assert unavailable.status_code == 503
+                assert "provider: none" in message
+            canbus = await http.get(f"{live.http}/machine/peripherals/canbus?interface=a/b")
+            assert canbus.status_code == 400
+        answer = await client.call("machine.services.start", {"service": "crowsnest"})
+        assert answer["error"]["code"] == 503
+        system = (await client.call("machine.system_info"))["result"]["system_info"]
+        assert (system["provider"], system["available_services"]) == ("none", [])

@@ -216,6 +216,27 @@ class AnnouncementsConfig:
     feed_url: str | None = attrs.field(default=None, validator=_check_feed_url)
 
 
+@attrs.frozen
+class MachineConfig:
+    """``[machine]`` (Moonraker's): how the host's services are controlled.
+
+    ``provider`` None: ``systemd_cli`` where systemd runs (``systemctl`` on the PATH and
+    ``/run/systemd/system``), else ``none``. ``systemd_dbus`` (Moonraker's default) is served by
+    ``systemctl`` too; ``supervisord_cli`` is not supported (``none``, with a warning).
+    """
+
+    provider: str | None = attrs.field(
+        default=None,
+        converter=attrs.converters.optional(_lower),
+        validator=attrs.validators.optional(
+            _one_of("systemd_cli", "systemd_dbus", "supervisord_cli", "none")
+        ),
+    )
+    shutdown_action: str = attrs.field(
+        default="poweroff", converter=_lower, validator=_one_of("poweroff", "halt")
+    )
+
+
 #: Typed sections: name in the file == attribute of :class:`Config`.
 _TYPED: dict[str, type[Any]] = {
     "server": ServerConfig,
@@ -226,6 +247,7 @@ _TYPED: dict[str, type[Any]] = {
     "simulator": SimulatorConfig,
     "job_queue": JobQueueConfig,
     "announcements": AnnouncementsConfig,
+    "machine": MachineConfig,
 }
 _FIELDS = {name: frozenset(a.name for a in attrs.fields(cls)) for name, cls in _TYPED.items()}
 
@@ -237,7 +259,6 @@ _BARE_PREFIXES = frozenset({"update_manager"})
 #: Moonraker sections whose presence is fine: trioprint needs nothing from them.
 _TOLERATED = frozenset(
     {
-        "machine",
         "octoprint_compat",
         "data_store",
         "proc_stats",
@@ -265,6 +286,7 @@ class Config:
     simulator: SimulatorConfig = attrs.field(factory=SimulatorConfig)
     job_queue: JobQueueConfig = attrs.field(factory=JobQueueConfig)
     announcements: AnnouncementsConfig = attrs.field(factory=AnnouncementsConfig)
+    machine: MachineConfig = attrs.field(factory=MachineConfig)
     sections: Mapping[str, Mapping[str, str]] = _EMPTY
     files: tuple[tuple[str, tuple[str, ...]], ...] = ()
     warnings: tuple[str, ...] = ()
@@ -694,6 +716,8 @@ def load_config(path: Path | None, data_dir: Path) -> Config:
         warnings.append(
             "[authorization] default_source: LDAP logins are not supported by trioprint"
         )
+    if typed["machine"].provider == "supervisord_cli":
+        warnings.append("[machine] provider: supervisord_cli is not supported; using 'none'")
     uds = typed["server"].klippy_uds_address
     if uds is not None and ("{{" in uds or "{%" in uds):
         warnings.append(
