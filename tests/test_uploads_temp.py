@@ -3,9 +3,16 @@ left it (issue #16, S4), and the uploaded file's mode (item 4)."""
 
 from __future__ import annotations
 
+import hashlib
+import os
+import stat
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import pytest
 import trio
 
 from trioprint.domain.paths import is_temporary, upload_temp_name
@@ -94,7 +101,37 @@ async def test_a_temporary_file_is_never_listed_or_served(tmp_path: Path) -> Non
         assert response.status_code == 404
         assert response.json()["error"]["code"] == 404
     assert zipped.status_code == 200, zipped.text
-    import zipfile
-
     with zipfile.ZipFile(tmp_path / "config" / "all.zip") as archive:
         assert archive.namelist() == ["config/printer.cfg"]
+
+
+@contextmanager
+def umask(mask: int) -> Iterator[None]:
+    old = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+@pytest.mark.parametrize(("mask", "mode"), [(0o022, 0o644), (0o027, 0o640), (0o002, 0o664)])
+async def test_an_uploaded_file_honours_the_umask(tmp_path: Path, mask: int, mode: int) -> None:
+    with umask(mask):
+        async with sim_server(tmp_path) as live, httpx.AsyncClient(base_url=live.http) as http:
+            with trio.fail_after(WAIT):
+                response = await http.post(
+                    "/server/files/upload",
+                    files={"file": ("cube.gcode", GCODE)},
+                    data={"path": "parts", "checksum": hashlib.sha256(GCODE).hexdigest()},
+                )
+                copied = await http.post(
+                    "/server/files/copy",
+                    json={"source": "gcodes/square.gcode", "dest": "gcodes/copy.gcode"},
+                )
+    assert response.status_code == 201, response.text
+    assert copied.status_code == 200, copied.text
+    uploaded = tmp_path / "gcodes" / "parts" / "cube.gcode"
+    assert uploaded.read_bytes() == GCODE
+    assert stat.S_IMODE(uploaded.stat().st_mode) == mode
+    # as a file any program writes (sim_server wrote square.gcode), and its copy
+    assert stat.S_IMODE((tmp_path / "gcodes" / "copy.gcode").stat().st_mode) == mode

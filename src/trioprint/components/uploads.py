@@ -49,7 +49,7 @@ def create_temporary(folder: str) -> tuple[int, str]:  # thread
     while True:
         path = os.path.join(folder, upload_temp_name(secrets.token_hex(8)))
         try:
-            return os.open(path, flags, 0o600), path
+            return os.open(path, flags, 0o666), path
         except FileExistsError:
             continue
 
