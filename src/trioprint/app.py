@@ -214,6 +214,7 @@ class Instance:
                 ),
             ),
             octoprint_upload=self.octoprint.upload,
+            octoprint_file=self.octoprint.file_info,
             authenticator=self.auth,
         )
         self.bound: list[tuple[str, int]] = []
