@@ -132,6 +132,7 @@ class Instance:
         )
         self.printer = Printer(self.klippy)
         self.files = Files(config, self.bus, self.websockets)
+        self.printer.gcode_file_exists = self.files.gcode_file_exists
         self.files.is_printing = printing_check(self._printed_file)
         self.klippy.set_internal_subscription(
             "print_state", {"print_stats": ["filename", "state"]}, lambda diff, t: None

@@ -575,6 +575,26 @@ class Files:
             return []
         return [entry["path"] for entry in await trio.to_thread.run_sync(self._file_list, root)]
 
+    async def gcode_file_exists(self, relative: str) -> bool:
+        """Whether klippy's virtual_sdcard would find ``relative`` in the gcodes root: the
+        file itself, else a G-code file whose path differs only in case (klippy's fallback)."""
+        roots = await self.roots()
+        root = roots.get("gcodes")
+        if root is None:
+            return False
+
+        def check() -> bool:
+            try:
+                target = self._locate(roots, f"gcodes/{relative}", "filename")
+            except ApiError:
+                return False
+            if os.path.isfile(target.full):
+                return True
+            wanted = relative.lower()
+            return any(entry["path"].lower() == wanted for entry in self._file_list(root))
+
+        return await trio.to_thread.run_sync(check)
+
     def registered_directories(self) -> list[str]:
         """The root names (``server.info``'s ``registered_directories``)."""
         return list(self._roots or {})
