@@ -58,6 +58,7 @@ ROUTES = [
     ("/server/files/config/printer.cfg", "GET", {"GET", "DELETE"}),
     ("/server/files/upload", "POST", {"POST"}),  # uploads
     ("/api/files/local", "POST", {"POST"}),
+    ("/api/files/local/parts/cube.gcode", "GET", {"GET"}),  # OctoPrint's file resource
     ("/api/version", "GET", {"GET"}),  # the OctoPrint emulation
     ("/api/printer/command", "POST", {"POST"}),
     ("/access/login", "POST", {"POST"}),

@@ -392,3 +392,56 @@ async def test_debug_logs_the_expanded_command(
     assert "event hook quiet: PrintDone: running a system command" in messages
     assert "event hook loud: a b" in messages  # the output, logged
     assert "event hook quiet: a b" in messages
+
+
+# --- a hostile file name through the safe form (issue #16, S2) --------------------------------
+
+#: Upload names that ran commands (a file name cannot hold a /: the hook cds to the test's
+#: directory, where a command that ran would leave its file).
+HOSTILE = [
+    "$(touch pwned_1).gcode",
+    "a;touch pwned_2;.gcode",
+    "`touch pwned_3`.gcode",
+    "a;touch${IFS}pwned_4;.gcode",
+    "a|touch pwned_5|.gcode",
+    "a&&touch pwned_6&&.gcode",
+    "-c touch pwned_7",
+    "'; touch pwned_8; '.gcode",
+]
+
+
+async def test_the_unsafe_form_is_refused_and_the_safe_form_passes_one_argument(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "out.txt"
+    cfg = config(
+        tmp_path,
+        "[event_hook unsafe]\n"
+        "event: PrintDone\n"
+        "type: system\n"
+        f'command: /bin/sh -c "cd {tmp_path} && echo D {{__filename}} >> out.txt"\n'
+        "[event_hook safe]\n"
+        "event: PrintDone\n"
+        "type: system\n"
+        f"command: /bin/sh -c 'cd {tmp_path} && echo \"$1\" >> out.txt' sh {{__filename}}\n",
+    )
+    klippy = FakeKlippy()
+    bus = Bus()
+    hooks = EventHooks(cfg, bus, klippy, now=lambda: NOW)  # type: ignore[arg-type]
+    assert [h.name for h in hooks.hooks] == ["safe"]
+    [warning] = hooks.warnings
+    assert warning.startswith("[event_hook unsafe] command line 1")
+    assert "sh -c '... \"$1\"' sh {__filename}" in warning
+    assert "shell: true" in warning
+    names = HOSTILE
+    async with trio.open_nursery() as nursery:
+        await start(nursery, hooks)
+        for count, name in enumerate(names, start=1):
+            klippy.cache.state = {"print_stats": {"state": "complete", "filename": name}}
+            bus.publish(Done(name=name))
+            with trio.fail_after(WAIT):
+                runs = await hooks.wait_completed(count)
+        nursery.cancel_scope.cancel()
+    assert all(r.results[0].ok for r in runs), runs
+    assert out.read_text().splitlines() == names
+    assert sorted(os.listdir(tmp_path)) == ["out.txt", "trioprint.conf"]

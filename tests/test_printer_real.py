@@ -369,9 +369,14 @@ async def test_print_completes(flavour: KlippyFlavour | None, tmp_path: Path) ->
                 "printer.objects.subscribe", {"objects": {"print_stats": ["state", "filename"]}}
             )
             assert snap["status"] == {"print_stats": {"state": "standby", "filename": ""}}
+            missing = await c.error("printer.print.start", {"filename": "nope/missing.gcode"})
             start = c.mark()
             assert await c.result("printer.print.start", {"filename": "test.gcode"}) == "ok"
             await wait_print_state(c, "complete", start)
+        # klippy says only "Unable to open file": trioprint checks first and names it
+        assert missing["code"] == 400
+        assert missing["message"].startswith("Unable to open file")
+        assert "nope/missing.gcode" in missing["message"]
         diffs = c.updates(start)
         assert all(only({"print_stats": ["state", "filename"]})(d) for d in diffs), diffs
         assert [d["print_stats"]["filename"] for d in diffs if "filename" in d["print_stats"]] == [

@@ -834,7 +834,9 @@ def test_error_in_the_file(p: Printer) -> None:
 
 
 def test_sdcard_errors(p: Printer) -> None:
-    assert p.fails("SDCARD_PRINT_FILE FILENAME=missing.gcode") == "Unable to open file"
+    assert p.fails("SDCARD_PRINT_FILE FILENAME=missing.gcode") == (
+        'Unable to open file "missing.gcode"'
+    )
     assert p.fails("SDCARD_PRINT_FILE") == "Error on 'SDCARD_PRINT_FILE': missing FILENAME"
     p.print_file("a.gcode", "G4 P100\n")
     assert p.fails("SDCARD_PRINT_FILE FILENAME=a.gcode") == "SD busy"

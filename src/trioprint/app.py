@@ -139,6 +139,7 @@ class Instance:
         self.klippy_endpoints = KlippyEndpoints(self.klippy, self.registry)
         self.extensions = Extensions(self.websockets, self.klippy)
         self.files = Files(config, self.bus, self.websockets)
+        self.printer.gcode_file_exists = self.files.gcode_file_exists
         self.files.is_printing = printing_check(self._printed_file)
         self.klippy.set_internal_subscription(
             "print_state", {"print_stats": ["filename", "state"]}, lambda diff, t: None
@@ -235,6 +236,7 @@ class Instance:
                 ),
             ),
             octoprint_upload=self.octoprint.upload,
+            octoprint_file=self.octoprint.file_info,
             authenticator=self.auth,
         )
         self.bound: list[tuple[str, int]] = []

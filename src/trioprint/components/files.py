@@ -60,7 +60,7 @@ from quart import Response
 from ..bus import Bus, Event
 from ..config import Config
 from ..domain.inotify import IN_IGNORED, WATCH_MASK, InotifyEvent, WatchTable, calls_for_rescan
-from ..domain.paths import PathError, confined, split_root
+from ..domain.paths import PathError, confined, is_temporary, split_root
 from ..domain.snapshots import Entry, Snapshot, diff, replace_subtree
 from ..errors import ApiError
 from ..registry import Call, NoParams, Transport, endpoint
@@ -266,6 +266,8 @@ def _walk_files(root: Root) -> Iterator[tuple[str, str]]:
         rel_folder = os.path.relpath(folder, root.real)
         for name in files:
             full = os.path.join(folder, name)
+            if is_temporary(name):
+                continue
             if not _inside(os.path.realpath(full), root.real) or not os.path.exists(full):
                 continue
             yield (name if rel_folder == "." else f"{rel_folder}/{name}"), full
@@ -374,6 +376,11 @@ class Files:
                     )
                 continue
             roots[spec.name] = Root(spec.name, real, spec.writable)
+        from .uploads import remove_leftovers
+
+        for root in roots.values():
+            for path in remove_leftovers(root.real):
+                log.info("file_manager: removed %s, left by an upload that did not finish", path)
         return roots
 
     async def roots(self) -> dict[str, Root]:
@@ -568,6 +575,26 @@ class Files:
             return []
         return [entry["path"] for entry in await trio.to_thread.run_sync(self._file_list, root)]
 
+    async def gcode_file_exists(self, relative: str) -> bool:
+        """Whether klippy's virtual_sdcard would find ``relative`` in the gcodes root: the
+        file itself, else a G-code file whose path differs only in case (klippy's fallback)."""
+        roots = await self.roots()
+        root = roots.get("gcodes")
+        if root is None:
+            return False
+
+        def check() -> bool:
+            try:
+                target = self._locate(roots, f"gcodes/{relative}", "filename")
+            except ApiError:
+                return False
+            if os.path.isfile(target.full):
+                return True
+            wanted = relative.lower()
+            return any(entry["path"].lower() == wanted for entry in self._file_list(root))
+
+        return await trio.to_thread.run_sync(check)
+
     def registered_directories(self) -> list[str]:
         """The root names (``server.info``'s ``registered_directories``)."""
         return list(self._roots or {})
@@ -584,6 +611,8 @@ class Files:
         relative = parsed.relative
         if ".git" in relative.parts:
             raise ApiError(f"{what} {request!r}: access to .git folders is forbidden", 403)
+        if any(is_temporary(part) for part in relative.parts):
+            raise ApiError(f"file does not exist ({request}): a temporary file in progress", 404)
         text = str(relative)
         if text == ".":
             return Target(root, "", root.real, request)
@@ -760,7 +789,7 @@ class Files:
             names = os.listdir(target.full)
             for name in names:
                 full = os.path.join(target.full, name)
-                if not _inside(os.path.realpath(full), target.root.real):
+                if is_temporary(name) or not _inside(os.path.realpath(full), target.root.real):
                     continue
                 info = _path_info(full, target.root)
                 if info["permissions"] == "":
@@ -904,7 +933,9 @@ class Files:
             return {
                 n
                 for n in names
-                if n == ".git" or not _inside(os.path.realpath(os.path.join(folder, n)), root.real)
+                if n == ".git"
+                or is_temporary(n)
+                or not _inside(os.path.realpath(os.path.join(folder, n)), root.real)
             }
 
         return ignore
@@ -988,6 +1019,7 @@ class Files:
                     full = os.path.join(source.full, name)
                     if (
                         name == ".git"
+                        or is_temporary(name)
                         or not os.path.isfile(full)
                         or not _inside(os.path.realpath(full), source.root.real)
                     ):

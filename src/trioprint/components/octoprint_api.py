@@ -2,7 +2,8 @@
 
 Enough of https://docs.octoprint.org/en/master/api/ for a slicer to find the printer, upload
 to it and start the print, and for Cura to show temperatures and the job: version, server,
-login/current user, settings, ``POST /api/files/local``, job, printer state, G-code commands and
+login/current user, settings, ``POST /api/files/local`` and the file resource it points at
+(``GET /api/files/local/<path>``), job, printer state, G-code commands and
 the printer profile. The answers are OctoPrint's bodies, not wrapped in ``{"result": ...}``
 (the HTTP transport answers every ``/api/...`` path that way). State comes from the printer
 link's status cache; the upload is the file manager's own (``uploads.store_upload``).
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 import urllib.parse
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -24,6 +26,7 @@ import trio
 
 from .._version import __version__
 from ..config import Config
+from ..domain.paths import clean_relative
 from ..errors import ApiError
 from ..registry import Call, NoParams, Transport, endpoint
 from .files import Files
@@ -412,7 +415,7 @@ class OctoPrintApi:
                 stored.relative,
                 want_select,
                 want_print,
-                want_select and ready,
+                (want_select or want_print) and ready,
                 want_print and ready,
             )
         )
@@ -423,24 +426,60 @@ class OctoPrintApi:
                 started = True
             except ApiError as exc:
                 log.info("upload %s: print not started: %s", stored.relative, exc.message)
-        base = base_url.rstrip("/")
-        quoted = urllib.parse.quote(stored.relative)
         return {
             "done": True,
-            "effectiveSelect": want_select and ready,
+            # print implies select, as in OctoPrint: a started print is a selected file
+            "effectiveSelect": (want_select and ready) or started,
             "effectivePrint": started,
-            "files": {
-                "local": {
-                    "name": os.path.basename(stored.relative),
-                    "path": stored.relative,
-                    "origin": "local",
-                    "refs": {
-                        "resource": f"{base}/api/files/local/{quoted}",
-                        "download": f"{base}/server/files/gcodes/{quoted}",
-                    },
-                }
+            "files": {"local": self._file_refs(stored.relative, base_url)},
+        }
+
+    @staticmethod
+    def _file_refs(relative: str, base_url: str) -> dict[str, Any]:
+        base = base_url.rstrip("/")
+        quoted = urllib.parse.quote(relative)
+        return {
+            "name": os.path.basename(relative),
+            "path": relative,
+            "origin": "local",
+            "refs": {
+                "resource": f"{base}/api/files/local/{quoted}",
+                "download": f"{base}/server/files/gcodes/{quoted}",
             },
         }
+
+    async def file_info(self, path: str, base_url: str) -> dict[str, Any]:
+        """``GET /api/files/local/<path>``: OctoPrint's file information of a G-code file in
+        the gcodes root (``gcodeAnalysis`` when its metadata is known); 404 for a missing one."""
+        full = await self._files.locate(f"gcodes/{path}")  # checked: clean_relative is safe
+        relative = str(clean_relative(path))
+        try:
+            st = await trio.to_thread.run_sync(os.stat, full)
+        except OSError:
+            st = None
+        if st is None or not stat.S_ISREG(st.st_mode):
+            raise ApiError(f"File not found: {path}", 404)
+        info = self._file_refs(relative, base_url)
+        info.update(
+            {
+                "display": info["name"],
+                "type": "machinecode",
+                "typePath": ["machinecode", "gcode"],
+                "size": st.st_size,
+                "date": int(st.st_mtime),
+            }
+        )
+        meta = await self._metadata(relative)
+        if meta.get("size") not in (None, st.st_size):
+            meta = {}  # metadata of an earlier version of the file
+        analysis: dict[str, Any] = {}
+        if meta.get("estimated_time") is not None:
+            analysis["estimatedPrintTime"] = meta["estimated_time"]
+        if meta.get("filament_total") is not None:
+            analysis["filament"] = {"tool0": {"length": meta["filament_total"], "volume": None}}
+        if analysis:
+            info["gcodeAnalysis"] = analysis
+        return info
 
 
 def _api_user() -> dict[str, Any]:

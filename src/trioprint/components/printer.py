@@ -8,7 +8,7 @@ becomes a 400 carrying klippy's message, and a request while the link is down is
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import attrs
@@ -92,6 +92,9 @@ class Printer:
 
     def __init__(self, klippy: Klippy) -> None:
         self._klippy = klippy
+        #: whether a file is in the gcodes root (the file manager's, set by the app): a print
+        #: of a missing file is refused naming it, where klippy only says "Unable to open file"
+        self.gcode_file_exists: Callable[[str], Awaitable[bool]] | None = None
 
     @endpoint("/printer/info", *_BOTH, rpc="printer.info")
     async def info(self, call: Call[NoParams]) -> Any:
@@ -171,6 +174,9 @@ class Printer:
             raise ApiError("invalid argument 'filename': empty")
         if any(c in filename for c in "\n\r\x00"):
             raise ApiError("invalid argument 'filename': control characters are not allowed")
+        if self.gcode_file_exists is not None and not await self.gcode_file_exists(filename):
+            # klippy's error, with Moonraker's code for it, naming the file
+            raise ApiError(f'Unable to open file "{filename}": not in the gcodes folder', 400)
         quoted = filename.replace('"', '\\"')
         return await self._klippy.run_gcode(f'SDCARD_PRINT_FILE FILENAME="{quoted}"')
 

@@ -5,16 +5,19 @@ Quart), so memory stays flat whatever the file's size. The file part goes to a h
 temporary file (written in worker threads) while its sha256 is computed; only when the body is
 complete, the form's ``root``/``path`` are known and ``checksum`` (if given) matches is it
 renamed into place, atomically. A cancelled, failed or refused upload removes its temporary
-file: no partial file is ever visible under the target name.
+file: no partial file is ever visible under the target name. The temporary files are never
+listed or served, and the ones a killed server left are deleted at start-up
+(:func:`remove_leftovers`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
+import secrets
 import shutil
-import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import IO, Any
 
@@ -23,14 +26,51 @@ import trio
 from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
 
 from ..domain.events import Event
+from ..domain.paths import is_temporary, upload_temp_name
 from ..errors import ApiError
 from .files import GCODE_EXTENSIONS, Files
+
+log = logging.getLogger(__name__)
 
 #: Bytes of form fields (everything but the file) an upload may carry.
 MAX_FIELDS_SIZE = 64 * 1024
 FIELDS = ("root", "path", "print", "checksum")
 #: Bytes given to the multipart decoder at a time (well under ``MAX_FIELDS_SIZE``).
 FEED_SIZE = 16 * 1024
+
+
+def create_temporary(folder: str) -> tuple[int, str]:  # thread
+    """A new, empty upload temporary file in ``folder``: its descriptor and path.
+
+    Created with mode 0666 less the umask, as any file a program writes (``mkstemp``'s 0600
+    would stay on the uploaded file after its rename).
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+    while True:
+        path = os.path.join(folder, upload_temp_name(secrets.token_hex(8)))
+        try:
+            return os.open(path, flags, 0o666), path
+        except FileExistsError:
+            continue
+
+
+def remove_leftovers(root: str) -> list[str]:  # thread
+    """Delete the temporary files that a killed server left under ``root`` (only trioprint's
+    own names, only regular files, symlinked folders not followed); the paths removed."""
+    removed: list[str] = []
+    for folder, dirs, names in os.walk(root):
+        dirs[:] = [d for d in dirs if d != ".git"]
+        for name in names:
+            if not is_temporary(name):
+                continue
+            full = os.path.join(folder, name)
+            try:
+                if os.path.isfile(full) and not os.path.islink(full):
+                    os.unlink(full)
+                    removed.append(full)
+            except OSError as exc:
+                log.warning("file_manager: cannot remove %s: %s", full, exc.strerror or exc)
+    return removed
 
 
 def _truthy(value: str) -> bool:
@@ -46,7 +86,7 @@ class Upload:
         self.filename: str | None = None
         self.size = 0
         self.sha256 = hashlib.sha256()
-        fd, self.tmp_path = tempfile.mkstemp(prefix=".upload-", suffix=".part", dir=spool_dir)
+        fd, self.tmp_path = create_temporary(spool_dir)
         self.file: IO[bytes] | None = os.fdopen(fd, "wb")
 
     def write(self, data: bytes) -> None:  # thread
@@ -255,7 +295,7 @@ def move_into_place(tmp_path: str, final: str) -> None:  # thread
     except OSError as exc:
         if exc.errno != 18:  # EXDEV: another file system
             raise
-        fd, staged = tempfile.mkstemp(prefix=".upload-", dir=os.path.dirname(final))
+        fd, staged = create_temporary(os.path.dirname(final))
         os.close(fd)
         try:
             shutil.copyfile(tmp_path, staged)

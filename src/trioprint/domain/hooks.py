@@ -13,13 +13,16 @@ string and hands it to the shell): a payload value can never add an argument or 
 
 * ``shell: false`` (the default): the command line is split into arguments with ``shlex``
   *before* any placeholder is expanded, and each placeholder is expanded inside its own
-  argument; the result is an argv run without a shell. A placeholder may not be the program.
+  argument; the result is an argv run without a shell. A placeholder may not be the program,
+  nor code that a shell or another interpreter reads (``sh -c "... {name}"``, ``python3 -c``,
+  ``perl -e``: :mod:`trioprint.domain.hook_argv`); values go after the code, as arguments.
 * ``shell: true``: the line runs as ``/bin/sh -c LINE`` and every expanded value is quoted
   (``shlex.quote``'s quoting, applied to every value: a bare ``if`` or ``NAME`` before ``=``
   would change the line). The template is scanned as the shell will read it, so a placeholder inside
   '...' or "..." is closed, quoted and reopened (the value stays literal text there too); where
   quoting cannot be made safe (after a backslash or ``$``, in a comment, after a command
-  substitution, backquote, ``$'...'`` or here-document on the same line) the hook is refused.
+  substitution, backquote, ``$'...'`` or here-document on the same line) the hook is refused;
+  each command of the line is checked for interpreters as an argv is.
 * G-code: every line break in a value is replaced by a space, so a value cannot add a line.
 
 Pure: no Trio, no I/O.
@@ -38,6 +41,8 @@ from collections.abc import Iterator, Mapping
 from typing import Any, Literal
 
 import attrs
+
+from .hook_argv import check_argv, check_shell_words
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -342,6 +347,20 @@ def _shell_parts(template: str) -> tuple[Part, ...]:
     return tuple(parts)
 
 
+#: How a placeholder is written into a shell line for :func:`check_shell_words`.
+_MARKER = "\ue000%d\ue001"
+
+
+def _check_shell_commands(parts: tuple[Part, ...]) -> None:
+    """Each command of a shell line, checked as an argv (``sh -c "... {name}"`` is refused)."""
+    fields = [p for p in parts if isinstance(p, Field)]
+    if not fields:
+        return
+    numbers = iter(range(len(fields)))
+    line = "".join(p if isinstance(p, str) else _MARKER % next(numbers) for p in parts)
+    check_shell_words(line, fields, _MARKER)
+
+
 def _quote(value: str) -> str:
     """``shlex.quote``, but always quoting: a "safe" bare word could still be a reserved word
     (``if``) or make an assignment of the text after it (``NAME`` before ``=x``)."""
@@ -451,12 +470,16 @@ def parse_hook(name: str, options: Mapping[str, str]) -> tuple[Hook, list[str]]:
             if hook_type == "gcode":
                 templates.append((_arg_parts(command),))
             elif shell:
-                templates.append((_shell_parts(command),))
+                parts = _shell_parts(command)
+                _check_shell_commands(parts)
+                templates.append((parts,))
             else:
                 args = shlex.split(command)
-                if any(isinstance(p, Field) for p in _arg_parts(args[0])):
+                argv = tuple(_arg_parts(arg) for arg in args)
+                if any(isinstance(p, Field) for p in argv[0]):
                     raise ValueError("the program to run cannot be a placeholder")
-                templates.append(tuple(_arg_parts(arg) for arg in args))
+                check_argv(argv)
+                templates.append(argv)
         except ValueError as exc:
             raise HookConfigError(f"{at}: {exc}") from None
     hook = Hook(

@@ -10,6 +10,7 @@ comparing path components, not string prefixes: ``/data/gcodes_evil`` is not ins
 
 from __future__ import annotations
 
+import re
 from pathlib import PurePosixPath
 
 import attrs
@@ -17,6 +18,24 @@ import attrs
 #: Longest name of one path component, and of a whole relative path (Linux's NAME_MAX, PATH_MAX).
 NAME_MAX = 255
 PATH_MAX = 4096
+
+
+#: Temporary files trioprint writes in the roots: an upload being received
+#: (``.upload-<16 hex>.part``; ``tempfile.mkstemp``'s 8 characters in earlier versions) and an
+#: archive being written (``.zip-<8>.part``). Never listed, served, or kept across a restart.
+_TEMPORARY = re.compile(
+    r"\.upload-(?:[0-9a-f]{16}|[a-z0-9_]{8})(?:\.part)?|\.zip-[a-z0-9_]{8}\.part"
+)
+
+
+def upload_temp_name(token: str) -> str:
+    """The name of an upload's temporary file (``token``: 16 random hex digits)."""
+    return f".upload-{token}.part"
+
+
+def is_temporary(name: str) -> bool:
+    """Whether ``name`` (one path component) is one of trioprint's temporary files."""
+    return _TEMPORARY.fullmatch(name) is not None
 
 
 class PathError(Exception):

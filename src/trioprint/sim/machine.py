@@ -912,13 +912,13 @@ class SimMachine:
         if name not in files:
             by_lower = {f.lower(): f for f in files}
             if name.lower() not in by_lower:
-                raise GcodeError("Unable to open file")
+                raise GcodeError(f'Unable to open file "{filename}"')
             name = by_lower[name.lower()]
         path = self.gcodes_dir / name
         try:
             size = path.stat().st_size
         except OSError:
-            raise GcodeError("Unable to open file") from None
+            raise GcodeError(f'Unable to open file "{filename}"') from None
         self.output(f"File opened:{filename} Size:{size}")
         self.output("File selected")
         self._sd_path = os.path.join(os.path.normpath(self.gcodes_dir), name)
@@ -1032,7 +1032,7 @@ class SimMachine:
         try:
             handle = open(self._sd_path, "rb")  # noqa: SIM115 - closed below
         except OSError:
-            self._job_failed(token, "Unable to open file")
+            self._job_failed(token, f'Unable to open file "{self._sd_path}"')
             return
         with handle:
             handle.seek(self._file_position)

@@ -62,6 +62,7 @@ _UPLOAD_PATHS = ("/server/files/upload", "/api/files/local")
 #: JSON-RPC over HTTP: the route itself is public, each method it calls is checked.
 JSONRPC_PATH = "/server/jsonrpc"
 _FILE_PREFIX = "/server/files/"
+_OCTOPRINT_FILE_PREFIX = "/api/files/local/"
 
 
 def json_response(body: Any, status: int = 200) -> Response:
@@ -158,6 +159,8 @@ def route_methods(registry: Registry, path: str) -> list[str] | None:
         return ["POST"]
     if path.startswith(_FILE_PREFIX) and "/" in path[len(_FILE_PREFIX) :].strip("/"):
         return ["GET", "DELETE"]  # /server/files/{root}/{path}
+    if path.startswith(_OCTOPRINT_FILE_PREFIX) and path[len(_OCTOPRINT_FILE_PREFIX) :].strip("/"):
+        return ["GET"]  # OctoPrint's file resource
     return None
 
 
@@ -183,6 +186,8 @@ UploadFile = Callable[[AsyncIterator[bytes], str], Awaitable[dict[str, Any]]]
 #: ``POST /api/files/local`` (OctoPrint's upload): (body chunks, Content-Type, base URL) ->
 #: OctoPrint's body, answered 201 with its ``files.local.refs.resource`` as the Location.
 OctoPrintUpload = Callable[[AsyncIterator[bytes], str, str], Awaitable[dict[str, Any]]]
+#: ``GET /api/files/local/<path>``: (path, base URL) -> OctoPrint's file information.
+OctoPrintFile = Callable[[str, str], Awaitable[dict[str, Any]]]
 #: OctoPrint's API answers bare bodies, not ``{"result": ...}`` (as Moonraker's emulation).
 _BARE_PREFIX = "api/"
 
@@ -196,6 +201,7 @@ def create_http_app(
     delete_file: DeleteFile | None = None,
     upload_file: UploadFile | None = None,
     octoprint_upload: OctoPrintUpload | None = None,
+    octoprint_file: OctoPrintFile | None = None,
     authenticator: Authenticator | None = None,
 ) -> QuartTrio:
     """The Quart-Trio app that serves every registry endpoint over HTTP.
@@ -399,6 +405,22 @@ def create_http_app(
 
     app.add_url_rule(
         "/api/files/local", "octoprint_upload", octoprint_upload_route, methods=["POST"]
+    )
+
+    async def octoprint_file_route(path: str) -> Response:
+        """OctoPrint's file resource (the upload's ``refs.resource``): a path in the URL."""
+        if octoprint_file is None:
+            return error_response(404, f"Not Found: /api/files/local/{path}")
+        try:
+            return json_response(await octoprint_file(path, request.host_url))
+        except ApiError as exc:
+            return error_response(exc.status, exc.message)
+
+    app.add_url_rule(
+        f"{_OCTOPRINT_FILE_PREFIX}<path:path>",
+        "octoprint_file",
+        octoprint_file_route,
+        methods=["GET"],
     )
     app.add_url_rule("/", "api_root", api, methods=_ALL_VERBS, defaults={"path": ""})
     app.add_url_rule("/<path:path>", "api", api, methods=_ALL_VERBS)
