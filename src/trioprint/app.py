@@ -50,6 +50,7 @@ from .components.octoprint_events import OctoPrintEvents
 from .components.printer import Printer
 from .components.server import ServerCore
 from .components.uploads import handle_upload
+from .components.webcams import Webcams
 from .config import Config, default_config_path, load_config
 from .errors import ConfigError, StartupError
 from .registry import Registry
@@ -167,6 +168,14 @@ class Instance:
             config.data_dir,
             warnings=self.warnings,
         )
+        # [webcam NAME] sections and the cameras stored in the database
+        self.webcams = Webcams(
+            config.sections_with_prefix("webcam"),
+            self.database,
+            self.websockets,
+            config.data_dir,
+            warnings=self.warnings,
+        )
         # [event_hook NAME] sections: OctoPrint events run commands (their warnings shown too)
         self.event_hooks = EventHooks(config, self.bus, self.klippy)
         self.warnings.extend(self.event_hooks.warnings)
@@ -193,6 +202,7 @@ class Instance:
             self.history,
             self.job_queue,
             self.announcements,
+            self.webcams,
             self.event_hooks,  # before the OctoPrint events, so that the hooks hear Startup
             self.octoprint_events,
         ]

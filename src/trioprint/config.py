@@ -230,7 +230,7 @@ _TYPED: dict[str, type[Any]] = {
 _FIELDS = {name: frozenset(a.name for a in attrs.fields(cls)) for name, cls in _TYPED.items()}
 
 #: ``[PREFIX NAME]`` sections that components read themselves (``[include]`` is read here).
-_PREFIXES = ("event_hook", "power")
+_PREFIXES = ("event_hook", "power", "webcam")
 
 #: Moonraker sections whose presence is fine: trioprint needs nothing from them.
 _TOLERATED = frozenset(
