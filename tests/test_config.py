@@ -82,7 +82,9 @@ def test_no_file_means_defaults(tmp_path: Path) -> None:
         "simulator",
         "job_queue",
         "announcements",
+        "frontend",
     }
+    assert parsed["frontend"] == {"path": None}
     assert parsed["simulator"] == {"speed": 1.0, "printer_config": None}
     assert parsed["authorization"]["trusted_clients"] == []
     json.dumps(parsed)

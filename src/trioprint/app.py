@@ -39,6 +39,7 @@ from .components.auth import Authorization
 from .components.data_store import DataStore
 from .components.database import Database
 from .components.files import Files, printing_check, serve_file
+from .components.frontend import Frontend
 from .components.history import History
 from .components.hooks import EventHooks
 from .components.job_queue import JobQueueComponent
@@ -83,6 +84,8 @@ class Options:
     verbose: bool = False
     sim: bool = False
     sim_speed: float | None = None
+    #: ``--frontend DIR``: a built web frontend served at ``/`` (overrides ``[frontend] path``).
+    frontend: Path | None = None
 
 
 class Instance:
@@ -208,6 +211,9 @@ class Instance:
         ]
         for component in [self.database, *self.components]:
             self.registry.add_component(component)
+        self.frontend = frontend_for(config)
+        if self.frontend is not None and (problem := self.frontend.problem()) is not None:
+            self.warnings.append(problem)
         self.http_app = create_http_app(
             self.registry,
             cors_domains=config.authorization.cors_domains,
@@ -225,6 +231,7 @@ class Instance:
             ),
             octoprint_upload=self.octoprint.upload,
             authenticator=self.auth,
+            frontend=self.frontend,
         )
         self.bound: list[tuple[str, int]] = []
 
@@ -384,10 +391,25 @@ def _user_machine(printer_cfg: str, gcodes: Path, now: float) -> SimMachine:
     return SimMachine(gcodes, now=now, printer_cfg=printer_cfg)
 
 
+def frontend_for(config: Config) -> Frontend | None:
+    """``[frontend] path`` (relative: to the config file's folder) as a :class:`Frontend`."""
+    if not config.frontend.path:
+        return None
+    path = Path(config.frontend.path)
+    if not path.is_absolute() and config.source is not None:
+        path = config.source.parent / path
+    return Frontend(path)
+
+
 def read_config(options: Options) -> Config:
     path = options.config_file or default_config_path(options.data_dir)
     config = load_config(path, options.data_dir)
-    return config.with_overrides(host=options.host, port=options.port)
+    config = config.with_overrides(host=options.host, port=options.port)
+    if options.frontend is not None:
+        config = attrs.evolve(
+            config, frontend=attrs.evolve(config.frontend, path=str(options.frontend))
+        )
+    return config
 
 
 class Server:

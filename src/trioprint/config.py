@@ -216,6 +216,14 @@ class AnnouncementsConfig:
     feed_url: str | None = attrs.field(default=None, validator=_check_feed_url)
 
 
+@attrs.frozen
+class FrontendConfig:
+    """``[frontend]`` (trioprint's): a built web frontend (Mainsail, Fluidd) served at ``/``."""
+
+    #: The folder with its ``index.html`` (relative: to this config file's folder).
+    path: str | None = attrs.field(default=None, converter=_path)
+
+
 #: Typed sections: name in the file == attribute of :class:`Config`.
 _TYPED: dict[str, type[Any]] = {
     "server": ServerConfig,
@@ -226,6 +234,7 @@ _TYPED: dict[str, type[Any]] = {
     "simulator": SimulatorConfig,
     "job_queue": JobQueueConfig,
     "announcements": AnnouncementsConfig,
+    "frontend": FrontendConfig,
 }
 _FIELDS = {name: frozenset(a.name for a in attrs.fields(cls)) for name, cls in _TYPED.items()}
 
@@ -263,6 +272,7 @@ class Config:
     simulator: SimulatorConfig = attrs.field(factory=SimulatorConfig)
     job_queue: JobQueueConfig = attrs.field(factory=JobQueueConfig)
     announcements: AnnouncementsConfig = attrs.field(factory=AnnouncementsConfig)
+    frontend: FrontendConfig = attrs.field(factory=FrontendConfig)
     sections: Mapping[str, Mapping[str, str]] = _EMPTY
     files: tuple[tuple[str, tuple[str, ...]], ...] = ()
     warnings: tuple[str, ...] = ()

@@ -22,7 +22,7 @@ import logging
 import re
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 from quart import Response, g, request
@@ -178,6 +178,17 @@ UploadFile = Callable[[AsyncIterator[bytes], str], Awaitable[dict[str, Any]]]
 #: ``POST /api/files/local`` (OctoPrint's upload): (body chunks, Content-Type, base URL) ->
 #: OctoPrint's body, answered 201 with its ``files.local.refs.resource`` as the Location.
 OctoPrintUpload = Callable[[AsyncIterator[bytes], str, str], Awaitable[dict[str, Any]]]
+
+
+class StaticSite(Protocol):
+    """The web frontend's files (``components/frontend.py``), served at every path the API
+    does not serve."""
+
+    def serves(self, method: str, path: str) -> bool: ...
+
+    async def respond(self, method: str, path: str, headers: Mapping[str, str]) -> Response: ...
+
+
 #: OctoPrint's API answers bare bodies, not ``{"result": ...}`` (as Moonraker's emulation).
 _BARE_PREFIX = "api/"
 
@@ -192,6 +203,7 @@ def create_http_app(
     upload_file: UploadFile | None = None,
     octoprint_upload: OctoPrintUpload | None = None,
     authenticator: Authenticator | None = None,
+    frontend: StaticSite | None = None,
 ) -> QuartTrio:
     """The Quart-Trio app that serves every registry endpoint over HTTP.
 
@@ -201,7 +213,10 @@ def create_http_app(
 
     Before that, a request from a page of a foreign origin is refused (403), and ``OPTIONS``
     is answered as a CORS preflight (see the module docstring); the answers to accepted
-    origins, errors included, carry the CORS headers."""
+    origins, errors included, carry the CORS headers.
+
+    With a ``frontend``, a ``GET``/``HEAD`` of a path outside the API (no registry endpoint,
+    no API prefix) is one of its files, served without credentials."""
     app = QuartTrio("trioprint")
     app.config["MAX_CONTENT_LENGTH"] = max_body_size
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
@@ -223,6 +238,13 @@ def create_http_app(
             response.headers["Access-Control-Allow-Origin"] = origin
             response.headers["Access-Control-Allow-Credentials"] = "true"
         return response
+
+    def static_request() -> bool:
+        return (
+            frontend is not None
+            and registry.by_path(request.path) is None
+            and frontend.serves(request.method, request.path)
+        )
 
     def preflight() -> Response:
         """``OPTIONS``: refused for an origin that is not accepted; else 204 with the
@@ -256,7 +278,7 @@ def create_http_app(
             return error_response(403, refusal)
         if request.method == "OPTIONS":
             return preflight()
-        if authenticator is None:
+        if authenticator is None or static_request():
             return None
         creds = credentials_from(
             request.remote_addr,
@@ -297,6 +319,9 @@ def create_http_app(
     async def api(path: str) -> Response:
         routes = registry.by_path("/" + path)
         if routes is None:
+            if frontend is not None and static_request():
+                headers = {k.lower(): v for k, v in request.headers.items()}
+                return await frontend.respond(request.method, request.path, headers)
             return error_response(404, f"Not Found: /{path}")
         verb = request.method
         ep = routes.get(verb)
