@@ -213,6 +213,15 @@ def bench(session: nox.Session) -> None:
     for script, name in (("bench/bench_files.py", "files"), ("bench/bench_db.py", "db")):
         args = _json_named(session.posargs, name)
         session.run("python", script, "--moonraker-bin", str(moonraker), *args)
+    # Mainsail in Chromium, navigation to dashboard, against each server (about 1 min).
+    session.install("playwright")
+    _ensure_chromium(session)
+    session.run(
+        "python",
+        "bench/bench_dashboard.py",
+        *("--moonraker-bin", str(moonraker)),
+        *_json_named(session.posargs, "dashboard"),
+    )
 
 
 def _json_named(posargs: list[str], name: str) -> list[str]:
