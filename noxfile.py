@@ -23,6 +23,7 @@ def tests(session: nox.Session) -> None:
     """The whole test suite, with real klippy and Moonraker 0.11 for the integration tests."""
     session.install("-e", ".[test]")
     env = {"HYPOTHESIS_PROFILE": "ci", **provision_klippy(session), **provision_moonraker(session)}
+    _ensure_chromium(session)
     # In parallel, one worker per core (pytest-xdist): the tests are independent (each has its
     # own tmp_path, free ports, its own peers). A short base folder: the tests' data folders
     # hold AF_UNIX sockets, whose paths may be at most 107 bytes, and xdist nests deeper.
@@ -143,6 +144,25 @@ def _ensure_libusb_dev(session: nox.Session) -> None:
     session.run(*apt_install, external=True, env=apt_env, silent=True)
 
 
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def _ensure_chromium(session: nox.Session) -> None:
+    """The browser test drives Debian's Chromium (Playwright's own download is never used):
+    install it with apt if missing and possible; without it the test is skipped (fails
+    under CI)."""
+    if CHROMIUM.exists():
+        return
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        session.warn(f"{CHROMIUM} missing: the browser test is skipped (apt-get install chromium)")
+        return
+    session.log("installing chromium with apt-get (the Mainsail browser test drives it)")
+    apt_env = {"DEBIAN_FRONTEND": "noninteractive"}
+    session.run("apt-get", "update", "-qq", external=True, env=apt_env, silent=True)
+    apt_install = ("apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium")
+    session.run(*apt_install, external=True, env=apt_env, silent=True)
+
+
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
     """ruff check (with the trio-aware ASYNC rules) and ruff format --check."""
@@ -193,6 +213,15 @@ def bench(session: nox.Session) -> None:
     for script, name in (("bench/bench_files.py", "files"), ("bench/bench_db.py", "db")):
         args = _json_named(session.posargs, name)
         session.run("python", script, "--moonraker-bin", str(moonraker), *args)
+    # Mainsail in Chromium, navigation to dashboard, against each server (about 1 min).
+    session.install("playwright")
+    _ensure_chromium(session)
+    session.run(
+        "python",
+        "bench/bench_dashboard.py",
+        *("--moonraker-bin", str(moonraker)),
+        *_json_named(session.posargs, "dashboard"),
+    )
 
 
 def _json_named(posargs: list[str], name: str) -> list[str]:

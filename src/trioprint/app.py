@@ -41,6 +41,7 @@ from .components.data_store import DataStore
 from .components.database import Database
 from .components.extensions import Extensions
 from .components.files import Files, printing_check, serve_file
+from .components.frontend import Frontend
 from .components.history import History
 from .components.hooks import EventHooks
 from .components.job_queue import JobQueueComponent
@@ -54,6 +55,7 @@ from .components.printer import Printer
 from .components.server import ServerCore
 from .components.update_manager import UpdateManager, is_configured
 from .components.uploads import handle_upload
+from .components.webcams import Webcams
 from .config import Config, default_config_path, load_config
 from .errors import ConfigError, StartupError
 from .registry import Registry
@@ -86,6 +88,8 @@ class Options:
     verbose: bool = False
     sim: bool = False
     sim_speed: float | None = None
+    #: ``--frontend DIR``: a built web frontend served at ``/`` (overrides ``[frontend] path``).
+    frontend: Path | None = None
 
 
 class Instance:
@@ -187,6 +191,14 @@ class Instance:
             if is_configured(config)
             else None
         )
+        # [webcam NAME] sections and the cameras stored in the database
+        self.webcams = Webcams(
+            config.sections_with_prefix("webcam"),
+            self.database,
+            self.websockets,
+            config.data_dir,
+            warnings=self.warnings,
+        )
         # [event_hook NAME] sections: OctoPrint events run commands (their warnings shown too)
         self.event_hooks = EventHooks(config, self.bus, self.klippy)
         self.warnings.extend(self.event_hooks.warnings)
@@ -214,12 +226,16 @@ class Instance:
             self.job_queue,
             self.announcements,
             *([self.update_manager] if self.update_manager is not None else []),
+            self.webcams,
             self.event_hooks,  # before the OctoPrint events, so that the hooks hear Startup
             self.octoprint_events,
             self.extensions,
         ]
         for component in [self.database, *self.components]:
             self.registry.add_component(component)
+        self.frontend = frontend_for(config)
+        if self.frontend is not None and (problem := self.frontend.problem()) is not None:
+            self.warnings.append(problem)
         self.http_app = create_http_app(
             self.registry,
             cors_domains=config.authorization.cors_domains,
@@ -238,6 +254,7 @@ class Instance:
             octoprint_upload=self.octoprint.upload,
             octoprint_file=self.octoprint.file_info,
             authenticator=self.auth,
+            frontend=self.frontend,
         )
         self.bound: list[tuple[str, int]] = []
 
@@ -397,10 +414,25 @@ def _user_machine(printer_cfg: str, gcodes: Path, now: float) -> SimMachine:
     return SimMachine(gcodes, now=now, printer_cfg=printer_cfg)
 
 
+def frontend_for(config: Config) -> Frontend | None:
+    """``[frontend] path`` (relative: to the config file's folder) as a :class:`Frontend`."""
+    if not config.frontend.path:
+        return None
+    path = Path(config.frontend.path)
+    if not path.is_absolute() and config.source is not None:
+        path = config.source.parent / path
+    return Frontend(path)
+
+
 def read_config(options: Options) -> Config:
     path = options.config_file or default_config_path(options.data_dir)
     config = load_config(path, options.data_dir)
-    return config.with_overrides(host=options.host, port=options.port)
+    config = config.with_overrides(host=options.host, port=options.port)
+    if options.frontend is not None:
+        config = attrs.evolve(
+            config, frontend=attrs.evolve(config.frontend, path=str(options.frontend))
+        )
+    return config
 
 
 class Server:

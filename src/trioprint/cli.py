@@ -102,6 +102,13 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="simulated time runs N times faster (overrides [simulator] speed)",
     )
+    parser.add_argument(
+        "--frontend",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="serve this built web frontend (Mainsail, Fluidd) at / (overrides [frontend] path)",
+    )
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -158,6 +165,7 @@ def run_serve(args: argparse.Namespace) -> int:
         verbose=args.verbose,
         sim=args.sim,
         sim_speed=args.sim_speed,
+        frontend=args.frontend.expanduser().absolute() if args.frontend else None,
     )
     stop_logging = setup_logging(data_dir / "logs", verbose=args.verbose)
     problem: str | None = None

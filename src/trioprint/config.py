@@ -237,6 +237,14 @@ class MachineConfig:
     )
 
 
+@attrs.frozen
+class FrontendConfig:
+    """``[frontend]`` (trioprint's): a built web frontend (Mainsail, Fluidd) served at ``/``."""
+
+    #: The folder with its ``index.html`` (relative: to this config file's folder).
+    path: str | None = attrs.field(default=None, converter=_path)
+
+
 #: Typed sections: name in the file == attribute of :class:`Config`.
 _TYPED: dict[str, type[Any]] = {
     "server": ServerConfig,
@@ -248,11 +256,12 @@ _TYPED: dict[str, type[Any]] = {
     "job_queue": JobQueueConfig,
     "announcements": AnnouncementsConfig,
     "machine": MachineConfig,
+    "frontend": FrontendConfig,
 }
 _FIELDS = {name: frozenset(a.name for a in attrs.fields(cls)) for name, cls in _TYPED.items()}
 
 #: ``[PREFIX NAME]`` sections that components read themselves (``[include]`` is read here).
-_PREFIXES = ("event_hook", "power", "update_manager")
+_PREFIXES = ("event_hook", "power", "update_manager", "webcam")
 #: Prefixes whose bare section is fine too (``[update_manager]`` beside ``[update_manager NAME]``).
 _BARE_PREFIXES = frozenset({"update_manager"})
 
@@ -287,6 +296,7 @@ class Config:
     job_queue: JobQueueConfig = attrs.field(factory=JobQueueConfig)
     announcements: AnnouncementsConfig = attrs.field(factory=AnnouncementsConfig)
     machine: MachineConfig = attrs.field(factory=MachineConfig)
+    frontend: FrontendConfig = attrs.field(factory=FrontendConfig)
     sections: Mapping[str, Mapping[str, str]] = _EMPTY
     files: tuple[tuple[str, tuple[str, ...]], ...] = ()
     warnings: tuple[str, ...] = ()

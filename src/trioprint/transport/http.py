@@ -22,7 +22,7 @@ import logging
 import re
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 from quart import Response, g, request
@@ -188,6 +188,17 @@ UploadFile = Callable[[AsyncIterator[bytes], str], Awaitable[dict[str, Any]]]
 OctoPrintUpload = Callable[[AsyncIterator[bytes], str, str], Awaitable[dict[str, Any]]]
 #: ``GET /api/files/local/<path>``: (path, base URL) -> OctoPrint's file information.
 OctoPrintFile = Callable[[str, str], Awaitable[dict[str, Any]]]
+
+
+class StaticSite(Protocol):
+    """The web frontend's files (``components/frontend.py``), served at every path the API
+    does not serve."""
+
+    def serves(self, method: str, path: str) -> bool: ...
+
+    async def respond(self, method: str, path: str, headers: Mapping[str, str]) -> Response: ...
+
+
 #: OctoPrint's API answers bare bodies, not ``{"result": ...}`` (as Moonraker's emulation).
 _BARE_PREFIX = "api/"
 
@@ -203,6 +214,7 @@ def create_http_app(
     octoprint_upload: OctoPrintUpload | None = None,
     octoprint_file: OctoPrintFile | None = None,
     authenticator: Authenticator | None = None,
+    frontend: StaticSite | None = None,
 ) -> QuartTrio:
     """The Quart-Trio app that serves every registry endpoint over HTTP.
 
@@ -212,7 +224,10 @@ def create_http_app(
 
     Before that, a request from a page of a foreign origin is refused (403), and ``OPTIONS``
     is answered as a CORS preflight (see the module docstring); the answers to accepted
-    origins, errors included, carry the CORS headers."""
+    origins, errors included, carry the CORS headers.
+
+    With a ``frontend``, a ``GET``/``HEAD`` of a path outside the API (no registry endpoint,
+    no API prefix) is one of its files, served without credentials."""
     app = QuartTrio("trioprint")
     app.config["MAX_CONTENT_LENGTH"] = max_body_size
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
@@ -234,6 +249,13 @@ def create_http_app(
             response.headers["Access-Control-Allow-Origin"] = origin
             response.headers["Access-Control-Allow-Credentials"] = "true"
         return response
+
+    def static_request() -> bool:
+        return (
+            frontend is not None
+            and registry.by_path(request.path) is None
+            and frontend.serves(request.method, request.path)
+        )
 
     def preflight() -> Response:
         """``OPTIONS``: refused for an origin that is not accepted; else 204 with the
@@ -267,7 +289,7 @@ def create_http_app(
             return error_response(403, refusal)
         if request.method == "OPTIONS":
             return preflight()
-        if authenticator is None:
+        if authenticator is None or static_request():
             return None
         creds = credentials_from(
             request.remote_addr,
@@ -310,6 +332,9 @@ def create_http_app(
         if routes is None:
             if "/" + path == JSONRPC_PATH:
                 return error_response(405, f"Method {request.method} not allowed for /{path}")
+            if frontend is not None and static_request():
+                headers = {k.lower(): v for k, v in request.headers.items()}
+                return await frontend.respond(request.method, request.path, headers)
             return error_response(404, f"Not Found: /{path}")
         verb = request.method
         ep = routes.get(verb)
