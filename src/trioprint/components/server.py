@@ -3,6 +3,7 @@ log rollover."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -11,6 +12,7 @@ import trio
 
 from .. import logs
 from .._version import __version__
+from ..domain.webcams import WebcamError, section_values
 from ..errors import ApiError
 from ..registry import Call, Connection, NoParams, Transport, endpoint
 
@@ -81,8 +83,14 @@ class ServerCore:
     @endpoint("/server/config", "GET")
     async def config(self, call: Call[NoParams]) -> dict[str, Any]:
         cfg = self._instance.config
+        parsed = cfg.parsed()
+        for name, options in cfg.sections.items():
+            prefix, _, camera = name.partition(" ")
+            if prefix == "webcam" and camera and "stream_url" in options:
+                with contextlib.suppress(WebcamError):  # a bad section: shown as written
+                    parsed[name] = section_values(options)
         return {
-            "config": cfg.parsed(),
+            "config": parsed,
             "orig": {name: dict(opts) for name, opts in cfg.sections.items()},
             "files": [{"filename": f, "sections": list(s)} for f, s in cfg.files],
         }

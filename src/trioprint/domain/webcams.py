@@ -176,11 +176,17 @@ def config_uid(instance_uuid: str, name: str) -> str:
     return str(uuid.uuid5(uuid.UUID(instance_uuid), f"moonraker.webcam.{name}"))
 
 
+def section_values(options: Mapping[str, str]) -> dict[str, Any]:
+    """A ``[webcam NAME]`` section's options, typed, every one with its default if unset
+    (``server.config`` shows them so, as Moonraker does)."""
+    return {field: convert(field, options.get(field, d)) for field, d in DEFAULTS.items()}
+
+
 def from_section(name: str, options: Mapping[str, str], instance_uuid: str) -> Webcam:
     """A ``[webcam NAME]`` section's camera (``stream_url`` is required)."""
     if "stream_url" not in options:
         raise WebcamError("Option 'stream_url' is required")
-    values = {field: convert(field, options.get(field, d)) for field, d in DEFAULTS.items()}
+    values = section_values(options)
     return Webcam(
         name=name,
         **values,
