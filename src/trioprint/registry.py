@@ -22,7 +22,9 @@ This module does no I/O: the transports (``transport/http.py``, ``transport/webs
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import math
 import re
 import types
 import typing
@@ -207,14 +209,16 @@ def _to_int(value: Any, _: type) -> int:
 def _to_float(value: Any, _: type) -> float:
     if isinstance(value, bool):
         raise _Invalid(float, value)
+    number: float | None = None
     if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value.strip())
-        except ValueError:
-            pass
-    raise _Invalid(float, value)
+        number = float(value)
+    elif isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            number = float(value.strip())
+    # NaN and infinities are not JSON: they would be sent back to every client
+    if number is None or not math.isfinite(number):
+        raise _Invalid(float, value)
+    return number
 
 
 def _to_bool(value: Any, _: type) -> bool:

@@ -28,7 +28,6 @@ Pure: no Trio, no I/O.
 from __future__ import annotations
 
 import datetime
-import json
 import math
 import posixpath
 import re
@@ -38,6 +37,8 @@ from collections.abc import Iterator, Mapping
 from typing import Any, Literal
 
 import attrs
+
+from . import strictjson
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -158,7 +159,7 @@ def placeholders(
     json_string = "{}"
     if payload:
         try:
-            json_string = json.dumps(payload)
+            json_string = strictjson.dumps(payload, compact=False)
         except (TypeError, ValueError):
             json_string = ""
     params: dict[str, Any] = {

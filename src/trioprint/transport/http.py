@@ -17,7 +17,6 @@ that is not accepted.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import urllib.parse
@@ -30,6 +29,7 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from .. import rpc
+from ..domain import strictjson
 from ..domain.auth import Authenticator, credentials_from
 from ..domain.origins import OriginPolicy
 from ..domain.origins import compile_origins as compile_origins  # re-exported
@@ -78,14 +78,17 @@ def _convert_hint(key: str, value: str) -> tuple[str, Any]:
         if hint == "int":
             return name, int(value)
         if hint == "float":
-            return name, float(value)
+            number = float(value)
+            if strictjson.finite_or_none(number) is None:
+                raise ValueError("not a finite number")
+            return name, number
         if hint == "bool":
             lowered = value.lower()
             if lowered not in ("true", "false"):
                 raise ValueError("expected true or false")
             return name, lowered == "true"
-        return name, json.loads(value)
-    except ValueError as exc:
+        return name, strictjson.loads(value)
+    except (ValueError, RecursionError) as exc:
         raise ApiError(
             f"query argument '{key}': cannot convert {value!r} to {hint}: {exc}"
         ) from None
@@ -286,7 +289,7 @@ def create_http_app(
             body = await request.get_data(as_text=False)
             if body.strip():
                 try:
-                    data = json.loads(body)
+                    data = strictjson.loads(body)
                 except (ValueError, RecursionError) as exc:
                     raise ApiError(f"request body is not valid JSON: {exc}") from None
                 if not isinstance(data, dict):
@@ -477,7 +480,7 @@ async def deny_websocket(
     if first.get("type") != "websocket.connect":
         return  # the client went away before the handshake was read
     if "websocket.http.response" in (scope.get("extensions") or {}):
-        body = json.dumps({"error": {"code": status, "message": message}}).encode("utf-8")
+        body = strictjson.dumps({"error": {"code": status, "message": message}}).encode("utf-8")
         await send(
             {
                 "type": "websocket.http.response.start",

@@ -145,8 +145,8 @@ class WebsocketConnection:
         self.client_info = dict(info)
 
     def send_notification(self, method: str, params: list[Any] | None = None) -> None:
-        if self.authenticated:
-            self.send_text(rpc.dumps(rpc.notification(method, params)))
+        if self.authenticated and (text := _encode_notification(method, params)) is not None:
+            self.send_text(text)
 
     @property
     def authenticated(self) -> bool:
@@ -240,7 +240,9 @@ class WebsocketManager:
         """Send one notification to every client, encoding it once."""
         if not self._connections:
             return
-        text = rpc.dumps(rpc.notification(method, params))
+        text = _encode_notification(method, params)
+        if text is None:
+            return
         for conn in list(self._connections.values()):
             if conn.authenticated:
                 conn.send_text(text)
@@ -464,6 +466,15 @@ class WebsocketManager:
         except (TypeError, ValueError) as exc:
             log.error("result of %s cannot be encoded as JSON: %s", entry.method, exc)
             return rpc.dumps(rpc.error(req_id, 500, f"Internal error in {entry.method}: {exc}"))
+
+
+def _encode_notification(method: str, params: list[Any] | None) -> str | None:
+    """A notification's frame; None (logged) for one that is not JSON (a NaN, an object)."""
+    try:
+        return rpc.dumps(rpc.notification(method, params))
+    except (TypeError, ValueError) as exc:
+        log.error("notification %s not sent: it cannot be encoded as JSON: %s", method, exc)
+        return None
 
 
 def _refusal(entry: rpc.Request, limit: str) -> str | None:
