@@ -35,6 +35,7 @@ from ..domain.origins import OriginPolicy
 from ..domain.origins import compile_origins as compile_origins  # re-exported
 from ..errors import ApiError
 from ..registry import Registry, Transport
+from .server_fixes import shield_final_send
 from .websocket import WebsocketManager
 
 log = logging.getLogger(__name__)
@@ -457,7 +458,9 @@ class Router:
         elif scope["type"] == "http" and scope.get("path") in STREAMED_PATHS:
             flow = BodyFlow(receive)
             scope = {**scope, BodyFlow.SCOPE_KEY: flow}
-            await self._http(scope, flow.receive, send)  # type: ignore[arg-type]
+            await self._http(scope, flow.receive, shield_final_send(send))  # type: ignore[arg-type]
+        elif scope["type"] == "http":
+            await self._http(scope, receive, shield_final_send(send))  # type: ignore[arg-type]
         else:
             await self._http(scope, receive, send)  # type: ignore[arg-type]
 
