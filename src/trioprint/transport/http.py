@@ -57,6 +57,11 @@ _CORS_HEADERS = (
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
 #: Where :func:`create_http_app` keeps its :class:`OriginPolicy` (the Router's default).
 ORIGINS_KEY = "trioprint.origins"
+#: A refused upload's body is still read (and dropped), up to this many bytes and seconds, so
+#: that a client that sends the whole body before it reads gets the answer (past that, the
+#: connection is closed after the answer).
+DRAIN_LIMIT = 32 * 1024 * 1024
+DRAIN_TIMEOUT = 10.0
 #: The routes outside the registry, by the verbs they serve.
 _UPLOAD_PATHS = ("/server/files/upload", "/api/files/local")
 _FILE_PREFIX = "/server/files/"
@@ -345,14 +350,19 @@ def create_http_app(
             if isinstance(flow, BodyFlow):  # the chunk is processed: let as much in again
                 flow.consumed(len(chunk))
 
+    async def refuse_upload(body: AsyncIterator[bytes], exc: ApiError) -> Response:
+        await drain(body)
+        return error_response(exc.status, exc.message)
+
     async def upload_route() -> Response:
         """The body streamed as it arrives: an upload of any size keeps memory flat."""
         if upload_file is None:
             return error_response(404, "Not Found: /server/files/upload")
+        body = streamed_body()
         try:
-            result = await upload_file(streamed_body(), request.content_type or "")
+            result = await upload_file(body, request.content_type or "")
         except ApiError as exc:
-            return error_response(exc.status, exc.message)
+            return await refuse_upload(body, exc)
         item = result["item"]
         response = json_response(result, 201)
         location = f"/server/files/{item['root']}/{urllib.parse.quote(item['path'])}"
@@ -365,12 +375,11 @@ def create_http_app(
         """OctoPrint's upload, streamed like the one above."""
         if octoprint_upload is None:
             return error_response(404, "Not Found: /api/files/local")
+        body = streamed_body()
         try:
-            result = await octoprint_upload(
-                streamed_body(), request.content_type or "", request.host_url
-            )
+            result = await octoprint_upload(body, request.content_type or "", request.host_url)
         except ApiError as exc:
-            return error_response(exc.status, exc.message)
+            return await refuse_upload(body, exc)
         response = json_response(result, 201)
         response.headers["Location"] = result["files"]["local"]["refs"]["resource"]
         return response
@@ -381,6 +390,16 @@ def create_http_app(
     app.add_url_rule("/", "api_root", api, methods=_ALL_VERBS, defaults={"path": ""})
     app.add_url_rule("/<path:path>", "api", api, methods=_ALL_VERBS)
     return app
+
+
+async def drain(body: AsyncIterator[bytes]) -> None:
+    """Read and drop what is left of a body (bounded: ``DRAIN_LIMIT``, ``DRAIN_TIMEOUT``)."""
+    left = DRAIN_LIMIT
+    with trio.move_on_after(DRAIN_TIMEOUT):
+        async for chunk in body:
+            left -= len(chunk)
+            if left < 0:
+                break
 
 
 ASGIApp = Callable[[Mapping[str, Any], Any, Any], Awaitable[None]]
