@@ -63,6 +63,7 @@ from .sim.config import ConfigError as SimConfigError
 from .sim.config import read_printer_cfg
 from .sim.machine import SimMachine
 from .sim.server import SimKlippy
+from .transport import server_fixes
 from .transport.http import Router, create_http_app
 from .transport.klippy import open_unix
 from .transport.websocket import CLOSE_GOING_AWAY, CLOSE_RESTART, WebsocketManager
@@ -327,6 +328,7 @@ class Instance:
             sock.listen(hc.backlog)
             addr = sock.getsockname()
             self.bound.append((addr[0], addr[1]))
+        server_fixes.install()  # close frames for websocket protocol errors (a hypercorn fault)
         app = wrap_app(Router(self.http_app, self.websockets), hc.wsgi_max_body_size, "asgi")
         async with trio.open_nursery() as storage:
             await storage.start(self.database.run)

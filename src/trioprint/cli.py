@@ -22,6 +22,7 @@ from typing import Any
 import trio
 
 from ._version import __version__
+from .domain import strictjson
 from .errors import ConfigError, StartupError
 
 DEFAULT_URL = "ws://127.0.0.1:7125/websocket"
@@ -194,7 +195,7 @@ def run_call(
     params: Any = None
     if params_text is not None:
         try:
-            params = json.loads(params_text)
+            params = strictjson.loads(params_text)
         except ValueError as exc:
             return _fail(f"JSON_PARAMS is not valid JSON: {exc}")
         if not isinstance(params, dict):
@@ -215,7 +216,7 @@ def run_call(
             return _fail(f"{err.get('message')} (code {err.get('code')})")
         return _fail(f"{err}")
     try:
-        json.dump(reply.get("result"), sys.stdout, indent=2)
+        json.dump(reply.get("result"), sys.stdout, indent=2, allow_nan=False)
         sys.stdout.write("\n")
         sys.stdout.flush()
     except BrokenPipeError:  # `trioprint call ... | head`: the reader has what it wanted
@@ -239,7 +240,7 @@ async def _call(
         try:
             headers = [(b"X-Api-Key", api_key.encode())] if api_key else None
             async with open_websocket_url(url, extra_headers=headers) as ws:
-                await ws.send_message(json.dumps(request))
+                await ws.send_message(strictjson.dumps(request))
                 while True:
                     message = json.loads(await ws.get_message())
                     if isinstance(message, dict) and message.get("id") == request["id"]:

@@ -22,7 +22,9 @@ This module does no I/O: the transports (``transport/http.py``, ``transport/webs
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import math
 import re
 import types
 import typing
@@ -98,6 +100,7 @@ class Declaration:
     transports: Transport
     auth: bool
     rpc: str | None
+    urgent: bool = False
 
 
 @attrs.frozen
@@ -111,6 +114,9 @@ class Endpoint:
     transports: Transport
     auth: bool
     rpc_name: str | None
+    #: Run at once on a websocket whatever else its connection has in flight (see
+    #: :func:`endpoint`).
+    urgent: bool = False
 
 
 def endpoint(
@@ -120,12 +126,16 @@ def endpoint(
     transports: Transport = Transport.ALL,
     auth: bool = True,
     rpc: str | None = None,
+    urgent: bool = False,
 ) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]:
     """Declare a method handler: path, HTTP verbs, params class, transports and auth.
 
     ``rpc`` overrides the derived JSON-RPC name (only needed where Moonraker's own name does
     not follow its rule); with several verbs, every verb is served under that one name, as
     Moonraker does for the endpoints it forwards to klippy (GET and POST alike).
+
+    ``urgent`` methods (the emergency stop, the restarts) are read and started on a websocket
+    at once, however many ordinary requests its connection has in flight or waiting.
     """
     if not verbs:
         verbs = ("GET",)
@@ -136,7 +146,7 @@ def endpoint(
         raise ValueError(f"invalid endpoint path {path!r}")
     if not attrs.has(params):
         raise TypeError(f"params of {path} must be an attrs class, not {params!r}")
-    decl = Declaration(path, tuple(verbs), params, transports, auth, rpc)
+    decl = Declaration(path, tuple(verbs), params, transports, auth, rpc, urgent)
 
     def mark(func: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
         existing: list[Declaration] = list(getattr(func, _ENDPOINT_ATTR, []))
@@ -199,14 +209,16 @@ def _to_int(value: Any, _: type) -> int:
 def _to_float(value: Any, _: type) -> float:
     if isinstance(value, bool):
         raise _Invalid(float, value)
+    number: float | None = None
     if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value.strip())
-        except ValueError:
-            pass
-    raise _Invalid(float, value)
+        number = float(value)
+    elif isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            number = float(value.strip())
+    # NaN and infinities are not JSON: they would be sent back to every client
+    if number is None or not math.isfinite(number):
+        raise _Invalid(float, value)
+    return number
 
 
 def _to_bool(value: Any, _: type) -> bool:
@@ -340,6 +352,7 @@ class Registry:
         transports: Transport = Transport.ALL,
         auth: bool = True,
         rpc: str | None = None,
+        urgent: bool = False,
     ) -> None:
         if path in self._by_path:
             raise ValueError(f"endpoint {path} is declared twice")
@@ -350,7 +363,7 @@ class Registry:
         routes: dict[str, Endpoint] = {}
         for verb in verbs:
             rpc_name = names[verb] if transports & Transport.WEBSOCKET else None
-            ep = Endpoint(path, verb, handler, params, transports, auth, rpc_name)
+            ep = Endpoint(path, verb, handler, params, transports, auth, rpc_name, urgent)
             routes[verb] = ep
             if rpc_name is not None and not (rpc is not None and verb != verbs[0]):
                 if rpc_name in self._by_rpc:
@@ -375,6 +388,7 @@ class Registry:
                     transports=decl.transports,
                     auth=decl.auth,
                     rpc=decl.rpc,
+                    urgent=decl.urgent,
                 )
 
     def by_rpc(self, name: str) -> Endpoint | None:

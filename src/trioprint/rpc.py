@@ -14,21 +14,22 @@ Error codes follow JSON-RPC (-32700 parse error, -32600 invalid request, -32601 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
 import attrs
+
+from .domain import strictjson
 
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
 METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
 
-#: Compact JSON. Non-ASCII characters are escaped, so that a lone surrogate taken from a
-#: client's frame (valid JSON, invalid UTF-8) is echoed as valid JSON instead of failing the
-#: transport's UTF-8 encoding.
-dumps = json.JSONEncoder(separators=(",", ":")).encode
+#: Compact, standard JSON (``ValueError`` for NaN or Infinity). Non-ASCII characters are
+#: escaped, so that a lone surrogate taken from a client's frame (valid JSON, invalid UTF-8) is
+#: echoed as valid JSON instead of failing the transport's UTF-8 encoding.
+dumps = strictjson.dumps
 
 #: The largest batch answered; a larger one is refused whole (a bound on the work one frame makes).
 MAX_BATCH = 1000
@@ -156,7 +157,9 @@ def _entry(obj: Any) -> Entry:
 def parse(data: str | bytes) -> Message:
     """Parse one frame. Never raises: every problem becomes an error entry."""
     try:
-        obj = json.loads(data)
+        obj = strictjson.loads(data)
+    except strictjson.NonStandardJSON as exc:  # NaN, Infinity, 1e400: named
+        return Message((Invalid(error(None, PARSE_ERROR, f"Parse error: {exc}")),), batch=False)
     except (ValueError, RecursionError):
         return Message((Invalid(error(None, PARSE_ERROR, "Parse error")),), batch=False)
     if isinstance(obj, list):

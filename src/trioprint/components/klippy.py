@@ -310,7 +310,11 @@ class Klippy:
         if taken is None:
             return None
         diff, eventtime = taken
-        return rpc.dumps(rpc.notification("notify_status_update", [diff, eventtime]))
+        try:
+            return rpc.dumps(rpc.notification("notify_status_update", [diff, eventtime]))
+        except (TypeError, ValueError) as exc:  # never expected: klippy's NaN arrive as null
+            log.error("status update not sent: it cannot be encoded as JSON: %s", exc)
+            return None
 
     def _connection_closed(self, conn: WebsocketConnection) -> None:
         self._subs.remove(conn.connection_id)

@@ -14,7 +14,6 @@ analysed as it comes, one at a time; each new result is sent as ``notify_metadat
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import tempfile
@@ -26,6 +25,7 @@ import trio
 
 from ..bus import Bus
 from ..domain import metadata as md
+from ..domain import strictjson
 from ..domain.kv import KeyValueStore
 from ..domain.octoprint_events import MetadataAnalysisFinished, MetadataAnalysisStarted
 from ..domain.thumbnails import thumbnail_bytes, thumbnail_info, thumbnail_name
@@ -88,7 +88,7 @@ class MetadataStore:
     def _read_legacy(self) -> dict[str, Any] | None:
         """The JSON cache of an earlier trioprint, if there is one (thread only)."""
         try:
-            cache = json.loads(self._legacy_path.read_bytes())
+            cache = strictjson.loads_lenient(self._legacy_path.read_bytes())
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as exc:

@@ -100,15 +100,15 @@ class Printer:
     async def info(self, call: Call[NoParams]) -> Any:
         return await self._klippy.request("info", {})
 
-    @endpoint("/printer/emergency_stop", *_BOTH, rpc="printer.emergency_stop")
+    @endpoint("/printer/emergency_stop", *_BOTH, rpc="printer.emergency_stop", urgent=True)
     async def emergency_stop(self, call: Call[NoParams]) -> Any:
         return _ok(await self._klippy.emergency_stop())
 
-    @endpoint("/printer/restart", "POST")
+    @endpoint("/printer/restart", "POST", urgent=True)
     async def restart(self, call: Call[NoParams]) -> Any:
         return await self._restart("RESTART")
 
-    @endpoint("/printer/firmware_restart", "POST")
+    @endpoint("/printer/firmware_restart", "POST", urgent=True)
     async def firmware_restart(self, call: Call[NoParams]) -> Any:
         return await self._restart("FIRMWARE_RESTART")
 

@@ -8,6 +8,10 @@ renamed into place, atomically. A cancelled, failed or refused upload removes it
 file: no partial file is ever visible under the target name. The temporary files are never
 listed or served, and the ones a killed server left are deleted at start-up
 (:func:`remove_leftovers`).
+
+Nothing waits without bound: a body that sends no data for :data:`UPLOAD_IDLE_TIMEOUT` seconds
+is answered 408, and a body whose boundary is not found within ``MAX_FIELDS_SIZE`` bytes (a
+wrong boundary) is answered 400 at once, without waiting for the rest of it.
 """
 
 from __future__ import annotations
@@ -23,7 +27,16 @@ from typing import IO, Any
 
 import attrs
 import trio
-from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.sansio.multipart import (
+    Data,
+    Epilogue,
+    Field,
+    File,
+    MultipartDecoder,
+    NeedData,
+    State,
+)
 
 from ..domain.events import Event
 from ..domain.paths import is_temporary, upload_temp_name
@@ -37,6 +50,8 @@ MAX_FIELDS_SIZE = 64 * 1024
 FIELDS = ("root", "path", "print", "checksum")
 #: Bytes given to the multipart decoder at a time (well under ``MAX_FIELDS_SIZE``).
 FEED_SIZE = 16 * 1024
+#: Seconds an upload's body may send nothing before it is refused (408).
+UPLOAD_IDLE_TIMEOUT = 30.0
 
 
 def create_temporary(folder: str) -> tuple[int, str]:  # thread
@@ -109,13 +124,20 @@ class Upload:
             os.unlink(self.tmp_path)
 
 
-async def receive(upload: Upload, body: AsyncIterator[bytes], boundary: bytes) -> None:
+async def receive(
+    upload: Upload,
+    body: AsyncIterator[bytes],
+    boundary: bytes,
+    *,
+    idle_timeout: float = UPLOAD_IDLE_TIMEOUT,
+) -> None:
     """Feed ``body`` through the multipart decoder into ``upload`` until the epilogue.
 
     A chunk may be large (the server hands over all that has arrived since the last one), so
     it is fed to the decoder in slices of :data:`FEED_SIZE`, each decoded before the next: the
     decoder refuses to hold more than ``max_form_memory_size`` at once. The file data of one
-    chunk is written in one go.
+    chunk is written in one go. A body that sends nothing for ``idle_timeout`` seconds is
+    refused (408).
     """
     decoder = MultipartDecoder(boundary, max_form_memory_size=MAX_FIELDS_SIZE)
     field: str | None = None
@@ -124,10 +146,14 @@ async def receive(upload: Upload, body: AsyncIterator[bytes], boundary: bytes) -
     done = False
     chunks = body.__aiter__()
     while not done:
-        try:
-            chunk: bytes | None = await chunks.__anext__()
-        except StopAsyncIteration:
-            chunk = None  # the end of the body: the decoder finishes what it holds
+        chunk: bytes | None = None
+        with trio.move_on_after(idle_timeout) as waiting:
+            try:
+                chunk = await chunks.__anext__()
+            except StopAsyncIteration:
+                chunk = None  # the end of the body: the decoder finishes what it holds
+        if waiting.cancelled_caught:
+            raise ApiError(f"upload timed out: no data for {idle_timeout:g} s", 408)
         slices: list[bytes | None] = (
             [None]
             if chunk is None
@@ -144,6 +170,14 @@ async def receive(upload: Upload, body: AsyncIterator[bytes], boundary: bytes) -
                         break
             except ValueError as exc:
                 raise ApiError(f"malformed multipart upload: {exc}") from None
+            except RequestEntityTooLarge:  # what the decoder holds without finding its end
+                if decoder.state is State.PREAMBLE:
+                    message = f"boundary {boundary.decode('latin-1')!r} not found"
+                else:
+                    message = "part headers too large"
+                raise ApiError(
+                    f"malformed multipart upload: {message} in {MAX_FIELDS_SIZE} bytes"
+                ) from None
             if piece is None and not any(isinstance(e, Epilogue) for e in events):
                 raise ApiError("upload incomplete: the body ended before the multipart epilogue")
             for event in events:

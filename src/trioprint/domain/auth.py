@@ -16,11 +16,12 @@ import binascii
 import hashlib
 import hmac
 import ipaddress
-import json
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 import attrs
+
+from . import strictjson
 
 #: Lifetimes, in seconds.
 ACCESS_TOKEN_LIFETIME = 3600
@@ -105,9 +106,9 @@ def token_claims(
 def encode_jwt(secret: bytes, kid: str, claims: Mapping[str, Any]) -> str:
     header = {"alg": JWT_ALGORITHM, "typ": "JWT", "kid": kid}
     signing_input = (
-        b64url_encode(json.dumps(header, separators=(",", ":")).encode())
+        b64url_encode(strictjson.dumps(header).encode())
         + "."
-        + b64url_encode(json.dumps(dict(claims), separators=(",", ":")).encode())
+        + b64url_encode(strictjson.dumps(dict(claims)).encode())
     )
     return signing_input + "." + b64url_encode(_sign(secret, signing_input.encode("ascii")))
 
@@ -126,7 +127,7 @@ class Claims:
 
 def _json_object(part: str) -> dict[str, Any]:
     try:
-        value = json.loads(b64url_decode(part))
+        value = strictjson.loads(b64url_decode(part))
     except (ValueError, RecursionError):
         raise TokenError("invalid JWT encoding") from None
     if not isinstance(value, dict):

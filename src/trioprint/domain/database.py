@@ -11,10 +11,12 @@ get/insert/delete on a record; it does no I/O.
 from __future__ import annotations
 
 import json
+import math
 import struct
 from typing import Any
 
 from ..errors import ApiError
+from . import strictjson
 
 #: Longest namespace and longest key part, in characters; deepest key, in parts.
 MAX_NAMESPACE_LENGTH = 256
@@ -160,8 +162,9 @@ def remove(record: Any, path: list[str]) -> tuple[Any, bool]:
 
 
 def _dumps(value: Any) -> bytes:
-    # ensure_ascii: a lone surrogate inside a string survives as an escape
-    return json.dumps(value, separators=(",", ":")).encode()
+    # ensure_ascii: a lone surrogate inside a string survives as an escape; standard JSON
+    # only: a NaN stored would make the namespace unreadable to every browser
+    return strictjson.dumps(value).encode()
 
 
 def encode_record(value: Any) -> bytes:
@@ -174,6 +177,8 @@ def encode_record(value: Any) -> bytes:
         if isinstance(value, int):
             return b"q" + struct.pack("q", value)
         if isinstance(value, float):
+            if not math.isfinite(value):
+                raise ValueError(f"{value} is not valid JSON")
             return b"d" + struct.pack("d", value)
         if isinstance(value, str):
             return b"s" + value.encode("utf-8", "surrogatepass")
@@ -196,12 +201,12 @@ def decode_record(data: bytes) -> Any:
             return struct.unpack("?", data[1:])[0]
         if tag == ord("q"):
             return struct.unpack("q", data[1:])[0]
-        if tag == ord("d"):
-            return struct.unpack("d", data[1:])[0]
+        if tag == ord("d"):  # one stored by an earlier version may be NaN: read as null
+            return strictjson.finite_or_none(struct.unpack("d", data[1:])[0])
         if tag == ord("s"):
             return bytes(data[1:]).decode("utf-8", "surrogatepass")
         if tag in (ord("{"), ord("[")):
-            return json.loads(bytes(data))
+            return strictjson.loads_lenient(bytes(data))
     except (struct.error, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"an undecodable record ({exc})") from None
     raise ValueError(f"an unknown record format {tag!r}")

@@ -31,7 +31,6 @@ Pure: no Trio, no I/O.
 from __future__ import annotations
 
 import datetime
-import json
 import math
 import posixpath
 import re
@@ -42,6 +41,7 @@ from typing import Any, Literal
 
 import attrs
 
+from . import strictjson
 from .hook_argv import check_argv, check_shell_words
 
 __all__ = [
@@ -163,7 +163,7 @@ def placeholders(
     json_string = "{}"
     if payload:
         try:
-            json_string = json.dumps(payload)
+            json_string = strictjson.dumps(payload, compact=False)
         except (TypeError, ValueError):
             json_string = ""
     params: dict[str, Any] = {

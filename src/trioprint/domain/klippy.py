@@ -17,10 +17,11 @@ link and reconnects).
 
 from __future__ import annotations
 
-import json
 from typing import Any, NoReturn
 
 import attrs
+
+from . import strictjson
 
 ETX = b"\x03"
 
@@ -72,7 +73,7 @@ Event = Response | Notification
 
 def encode(message: dict[str, Any]) -> bytes:
     """One frame: compact JSON and the 0x03 terminator."""
-    return json.dumps(message, separators=(",", ":")).encode() + ETX
+    return strictjson.dumps(message).encode() + ETX
 
 
 class KlippyConnection:
@@ -131,7 +132,8 @@ class KlippyConnection:
         if not frame.strip():
             return None  # klippy never sends empty frames; tolerate stray terminators
         try:
-            message = json.loads(frame)
+            # klippy writes NaN and Infinity (Python's json): they arrive as null
+            message = strictjson.loads_lenient(frame)
         except (ValueError, RecursionError) as exc:
             self._fail(f"frame is not JSON: {exc}")
         if not isinstance(message, dict):
@@ -215,7 +217,7 @@ class KlippyServerConnection:
             if not frame.strip():
                 continue
             try:
-                message = json.loads(frame)
+                message = strictjson.loads_lenient(frame)
             except (ValueError, RecursionError) as exc:
                 raise RemoteProtocolError(f"request is not JSON: {exc}") from None
             if not isinstance(message, dict) or not isinstance(message.get("method"), str):

@@ -44,7 +44,6 @@ tests/test_metadata.py runs Moonraker's extractor on the corpus and checks the r
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import math
 import os
@@ -55,6 +54,7 @@ from typing import Any, BinaryIO, Literal
 
 import attrs
 
+from . import strictjson
 from .thumbnails import Thumbnail, extract, thumbnail_bytes, thumbnail_info, thumbnail_name
 
 __all__ = [
@@ -379,7 +379,7 @@ def _names(raw: bytes) -> str | None:
     items = _tokens(raw)
     if not items:
         return None
-    return items[0] if len(items) == 1 else json.dumps(items)
+    return items[0] if len(items) == 1 else strictjson.dumps(items, compact=False)
 
 
 def _strings(raw: bytes) -> list[str] | None:

@@ -17,7 +17,6 @@ that is not accepted.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import urllib.parse
@@ -30,12 +29,14 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from .. import rpc
+from ..domain import strictjson
 from ..domain.auth import Authenticator, credentials_from
 from ..domain.origins import OriginPolicy
 from ..domain.origins import compile_origins as compile_origins  # re-exported
 from ..errors import ApiError
 from ..registry import Registry, Transport
 from . import jsonrpc
+from .server_fixes import shield_final_send
 from .websocket import WebsocketManager
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,11 @@ _CORS_HEADERS = (
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
 #: Where :func:`create_http_app` keeps its :class:`OriginPolicy` (the Router's default).
 ORIGINS_KEY = "trioprint.origins"
+#: A refused upload's body is still read (and dropped), up to this many bytes and seconds, so
+#: that a client that sends the whole body before it reads gets the answer (past that, the
+#: connection is closed after the answer).
+DRAIN_LIMIT = 32 * 1024 * 1024
+DRAIN_TIMEOUT = 10.0
 #: The routes outside the registry, by the verbs they serve.
 _UPLOAD_PATHS = ("/server/files/upload", "/api/files/local")
 #: JSON-RPC over HTTP: the route itself is public, each method it calls is checked.
@@ -82,14 +88,17 @@ def _convert_hint(key: str, value: str) -> tuple[str, Any]:
         if hint == "int":
             return name, int(value)
         if hint == "float":
-            return name, float(value)
+            number = float(value)
+            if strictjson.finite_or_none(number) is None:
+                raise ValueError("not a finite number")
+            return name, number
         if hint == "bool":
             lowered = value.lower()
             if lowered not in ("true", "false"):
                 raise ValueError("expected true or false")
             return name, lowered == "true"
-        return name, json.loads(value)
-    except ValueError as exc:
+        return name, strictjson.loads(value)
+    except (ValueError, RecursionError) as exc:
         raise ApiError(
             f"query argument '{key}': cannot convert {value!r} to {hint}: {exc}"
         ) from None
@@ -319,7 +328,7 @@ def create_http_app(
             body = await request.get_data(as_text=False)
             if body.strip():
                 try:
-                    data = json.loads(body)
+                    data = strictjson.loads(body)
                 except (ValueError, RecursionError) as exc:
                     raise ApiError(f"request body is not valid JSON: {exc}") from None
                 if not isinstance(data, dict):
@@ -379,14 +388,19 @@ def create_http_app(
             if isinstance(flow, BodyFlow):  # the chunk is processed: let as much in again
                 flow.consumed(len(chunk))
 
+    async def refuse_upload(body: AsyncIterator[bytes], exc: ApiError) -> Response:
+        await drain(body)
+        return error_response(exc.status, exc.message)
+
     async def upload_route() -> Response:
         """The body streamed as it arrives: an upload of any size keeps memory flat."""
         if upload_file is None:
             return error_response(404, "Not Found: /server/files/upload")
+        body = streamed_body()
         try:
-            result = await upload_file(streamed_body(), request.content_type or "")
+            result = await upload_file(body, request.content_type or "")
         except ApiError as exc:
-            return error_response(exc.status, exc.message)
+            return await refuse_upload(body, exc)
         item = result["item"]
         response = json_response(result, 201)
         location = f"/server/files/{item['root']}/{urllib.parse.quote(item['path'])}"
@@ -418,12 +432,11 @@ def create_http_app(
         """OctoPrint's upload, streamed like the one above."""
         if octoprint_upload is None:
             return error_response(404, "Not Found: /api/files/local")
+        body = streamed_body()
         try:
-            result = await octoprint_upload(
-                streamed_body(), request.content_type or "", request.host_url
-            )
+            result = await octoprint_upload(body, request.content_type or "", request.host_url)
         except ApiError as exc:
-            return error_response(exc.status, exc.message)
+            return await refuse_upload(body, exc)
         response = json_response(result, 201)
         response.headers["Location"] = result["files"]["local"]["refs"]["resource"]
         return response
@@ -450,6 +463,16 @@ def create_http_app(
     app.add_url_rule("/", "api_root", api, methods=_ALL_VERBS, defaults={"path": ""})
     app.add_url_rule("/<path:path>", "api", api, methods=_ALL_VERBS)
     return app
+
+
+async def drain(body: AsyncIterator[bytes]) -> None:
+    """Read and drop what is left of a body (bounded: ``DRAIN_LIMIT``, ``DRAIN_TIMEOUT``)."""
+    left = DRAIN_LIMIT
+    with trio.move_on_after(DRAIN_TIMEOUT):
+        async for chunk in body:
+            left -= len(chunk)
+            if left < 0:
+                break
 
 
 ASGIApp = Callable[[Mapping[str, Any], Any, Any], Awaitable[None]]
@@ -527,7 +550,9 @@ class Router:
         elif scope["type"] == "http" and scope.get("path") in STREAMED_PATHS:
             flow = BodyFlow(receive)
             scope = {**scope, BodyFlow.SCOPE_KEY: flow}
-            await self._http(scope, flow.receive, send)  # type: ignore[arg-type]
+            await self._http(scope, flow.receive, shield_final_send(send))  # type: ignore[arg-type]
+        elif scope["type"] == "http":
+            await self._http(scope, receive, shield_final_send(send))  # type: ignore[arg-type]
         else:
             await self._http(scope, receive, send)  # type: ignore[arg-type]
 
@@ -550,7 +575,7 @@ async def deny_websocket(
     if first.get("type") != "websocket.connect":
         return  # the client went away before the handshake was read
     if "websocket.http.response" in (scope.get("extensions") or {}):
-        body = json.dumps({"error": {"code": status, "message": message}}).encode("utf-8")
+        body = strictjson.dumps({"error": {"code": status, "message": message}}).encode("utf-8")
         await send(
             {
                 "type": "websocket.http.response.start",

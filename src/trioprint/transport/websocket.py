@@ -3,23 +3,33 @@
 Each connection is one task tree under the ASGI server's connection task:
 
     connection nursery
-    ├─ reader (this task): frames -> rpc.parse -> one task per request (bounded in number)
-    ├─ request tasks: registry dispatch -> reply queued
+    ├─ reader (this task): frames -> rpc.parse -> one task per frame (bounded in number)
+    ├─ frame tasks: registry dispatch -> reply queued
     └─ writer: bounded outgoing queue -> ASGI send
 
 Requests on one connection run concurrently. Replies and notifications go through the bounded
 outgoing queue; a client that does not read fast enough to keep it from filling is disconnected
-with a logged reason (it can neither stall other clients nor grow memory without bound). When the
-number of requests in flight on a connection reaches its limit, the reader stops reading, so a
-flooding client is slowed by TCP backpressure instead.
+with a logged reason (it can neither stall other clients nor grow memory without bound).
+
+The reader never stops reading, so that an emergency stop is read and run whatever else the
+connection has in flight. Admission, per connection (see :class:`_Admission`):
+
+* a frame of ordinary requests takes one of ``max_in_flight`` slots; when they are all taken it
+  waits for one, in order (at most ``max_waiting`` frames and ``MAX_WAITING_BYTES`` of them);
+  past that its requests are answered at once with error 429, ``Too many requests in flight``;
+* a request for an *urgent* method (declared ``urgent=True``: ``printer.emergency_stop``,
+  ``printer.restart``, ``printer.firmware_restart``) starts at once, also inside a batch whose
+  other requests wait; at most ``max_urgent`` of them run at a time, more are answered 429.
 """
 
 from __future__ import annotations
 
 import contextlib
+import enum
 import logging
 import random
 import urllib.parse
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -47,6 +57,65 @@ CLOSE_RESTART = 1012
 
 #: Seconds a closing connection may take to send what was queued before it.
 FLUSH_TIMEOUT = 1.0
+
+#: The most frame text (characters) waiting for a slot on one connection; one frame may
+#: always wait.
+MAX_WAITING_BYTES = 8 * 1024 * 1024
+#: The error code of a request refused because its connection has too many in flight.
+TOO_MANY = 429
+
+
+class _Kind(enum.Enum):
+    DONE = enum.auto()  # answered without dispatch (malformed, refused)
+    URGENT = enum.auto()  # started at once
+    ORDINARY = enum.auto()  # started once the frame has a slot
+
+
+class _Admission:
+    """One connection's bounds on the requests it runs (see the module docstring)."""
+
+    def __init__(self, max_in_flight: int, max_waiting: int, max_urgent: int) -> None:
+        self.max_in_flight = max_in_flight
+        self.max_waiting = max_waiting
+        self.max_urgent = max_urgent
+        self.running = 0
+        self.urgent = 0
+        self._waiting: deque[tuple[trio.Event, int]] = deque()
+        self._waiting_bytes = 0
+
+    def take(self, size: int) -> trio.Event | bool:
+        """A slot for a frame of ``size`` characters: True (run now), an event to wait for (the
+        slot is handed over when it is set), or False (refused)."""
+        if self.running < self.max_in_flight:
+            self.running += 1
+            return True
+        if len(self._waiting) >= self.max_waiting or (
+            self._waiting and self._waiting_bytes + size > MAX_WAITING_BYTES
+        ):
+            return False
+        event = trio.Event()
+        self._waiting.append((event, size))
+        self._waiting_bytes += size
+        return event
+
+    def release(self) -> None:
+        """A frame with a slot is done: hand the slot to the first waiting frame."""
+        if self._waiting:
+            event, size = self._waiting.popleft()
+            self._waiting_bytes -= size
+            event.set()
+        else:
+            self.running -= 1
+
+    def abandon(self, event: trio.Event) -> None:
+        """A waiting frame is cancelled: give up its place, or the slot it was just handed."""
+        for i, (waiting, size) in enumerate(self._waiting):
+            if waiting is event:
+                del self._waiting[i]
+                self._waiting_bytes -= size
+                return
+        if event.is_set():
+            self.release()
 
 
 class WebsocketConnection:
@@ -81,8 +150,8 @@ class WebsocketConnection:
         self.client_info = dict(info)
 
     def send_notification(self, method: str, params: list[Any] | None = None) -> None:
-        if self.authenticated:
-            self.send_text(rpc.dumps(rpc.notification(method, params)))
+        if self.authenticated and (text := _encode_notification(method, params)) is not None:
+            self.send_text(text)
 
     def call_method(self, method: str, params: Any = None) -> None:
         """Send the client a notification of its own method (a remote method klippy called)."""
@@ -191,6 +260,8 @@ class WebsocketManager:
         max_connections: int = 50,
         queue_size: int = 512,
         max_in_flight: int = 32,
+        max_waiting: int = 256,
+        max_urgent: int = 8,
         authenticator: Authenticator | None = None,
     ) -> None:
         self._registry = registry
@@ -200,6 +271,8 @@ class WebsocketManager:
         self._max_connections = max_connections
         self._queue_size = queue_size
         self._max_in_flight = max_in_flight
+        self._max_waiting = max_waiting
+        self._max_urgent = max_urgent
         self._connections: dict[int, WebsocketConnection] = {}
         self._closing = False
         self._close_listeners: list[Callable[[WebsocketConnection], None]] = []
@@ -229,7 +302,9 @@ class WebsocketManager:
         """Send one notification to every client (but ``exclude``), encoding it once."""
         if not self._connections:
             return
-        text = rpc.dumps(rpc.notification(method, params))
+        text = _encode_notification(method, params)
+        if text is None:
+            return
         for conn in list(self._connections.values()):
             if conn.authenticated and conn.connection_id != exclude:
                 conn.send_text(text)
@@ -317,7 +392,7 @@ class WebsocketManager:
     async def _reader(
         self, conn: WebsocketConnection, receive: Receive, nursery: trio.Nursery
     ) -> None:
-        in_flight = trio.Semaphore(self._max_in_flight)
+        admission = _Admission(self._max_in_flight, self._max_waiting, self._max_urgent)
         while True:
             msg = await receive()
             kind = msg.get("type")
@@ -328,19 +403,101 @@ class WebsocketManager:
             data = msg.get("text")
             if data is None:
                 data = msg.get("bytes") or b""
-            message = rpc.parse(data)
-            await in_flight.acquire()
-            nursery.start_soon(self._answer, conn, message, in_flight)
+            self._admit(conn, rpc.parse(data), len(data), admission, nursery)
+
+    def _admit(
+        self,
+        conn: WebsocketConnection,
+        message: rpc.Message,
+        size: int,
+        admission: _Admission,
+        nursery: trio.Nursery,
+    ) -> None:
+        """Start (or queue, or refuse) the requests of one frame, without ever blocking."""
+        kinds: list[_Kind] = []
+        replies: list[str | None] = []
+        for entry in message.entries:
+            reply: str | None = None
+            if isinstance(entry, rpc.Invalid):
+                kinds.append(_Kind.DONE)
+                reply = None if entry.reply is None else rpc.dumps(entry.reply)
+            elif isinstance(entry, rpc.Reply):  # an answer to a request of ours: at once
+                kinds.append(_Kind.DONE)
+                conn.resolve_reply(entry)
+            elif (ep := self._registry.by_rpc(entry.method)) is not None and ep.urgent:
+                if admission.urgent < admission.max_urgent:
+                    admission.urgent += 1
+                    kinds.append(_Kind.URGENT)
+                else:
+                    kinds.append(_Kind.DONE)
+                    reply = _refusal(entry, f"{admission.max_urgent} urgent requests")
+            else:
+                kinds.append(_Kind.ORDINARY)
+            replies.append(reply)
+        gate: trio.Event | bool = False
+        if _Kind.ORDINARY in kinds:
+            gate = admission.take(size)
+            if gate is False:
+                for i, entry in enumerate(message.entries):
+                    if kinds[i] is _Kind.ORDINARY:
+                        assert isinstance(entry, rpc.Request)
+                        kinds[i] = _Kind.DONE
+                        replies[i] = _refusal(entry, f"{admission.max_in_flight} requests")
+        if _Kind.URGENT in kinds or _Kind.ORDINARY in kinds:
+            nursery.start_soon(self._answer, conn, message, kinds, replies, admission, gate)
+        else:
+            self._send_replies(conn, message, replies)
 
     async def _answer(
-        self, conn: WebsocketConnection, message: rpc.Message, in_flight: trio.Semaphore
+        self,
+        conn: WebsocketConnection,
+        message: rpc.Message,
+        kinds: list[_Kind],
+        replies: list[str | None],
+        admission: _Admission,
+        gate: trio.Event | bool,
     ) -> None:
+        """Run one frame's requests: urgent ones at once, ordinary ones once it has a slot."""
+        holds_slot = gate is True
+
+        async def one(i: int, entry: rpc.Entry) -> None:
+            try:
+                replies[i] = await jsonrpc.answer_entry(self._registry, entry, self._caller(conn))
+                if not message.batch:
+                    self._send_replies(conn, message, replies)
+            finally:
+                if kinds[i] is _Kind.URGENT:
+                    admission.urgent -= 1
+
         try:
-            reply = await jsonrpc.answer_message(self._registry, message, self._caller(conn))
-            if reply is not None:
-                conn.send_text(reply)
+            async with trio.open_nursery() as tasks:
+                for i, entry in enumerate(message.entries):
+                    if kinds[i] is _Kind.URGENT:
+                        tasks.start_soon(one, i, entry)
+                if isinstance(gate, trio.Event):
+                    try:
+                        await gate.wait()
+                    except BaseException:
+                        admission.abandon(gate)
+                        raise
+                    holds_slot = True
+                for i, entry in enumerate(message.entries):
+                    if kinds[i] is _Kind.ORDINARY:
+                        tasks.start_soon(one, i, entry)
         finally:
-            in_flight.release()
+            if holds_slot:
+                admission.release()
+        if message.batch:
+            self._send_replies(conn, message, replies)
+
+    @staticmethod
+    def _send_replies(
+        conn: WebsocketConnection, message: rpc.Message, replies: list[str | None]
+    ) -> None:
+        owed = [r for r in replies if r is not None]
+        if not owed:
+            return
+        conn.send_text("[" + ",".join(owed) + "]" if message.batch else owed[0])
 
     def _caller(self, conn: WebsocketConnection) -> jsonrpc.Caller:
         return jsonrpc.Caller(
@@ -350,6 +507,23 @@ class WebsocketManager:
             require_user=self.authenticator is not None,
             on_reply=conn.resolve_reply,
         )
+
+
+def _encode_notification(method: str, params: list[Any] | None) -> str | None:
+    """A notification's frame; None (logged) for one that is not JSON (a NaN, an object)."""
+    try:
+        return rpc.dumps(rpc.notification(method, params))
+    except (TypeError, ValueError) as exc:
+        log.error("notification %s not sent: it cannot be encoded as JSON: %s", method, exc)
+        return None
+
+
+def _refusal(entry: rpc.Request, limit: str) -> str | None:
+    """The answer to a request refused for the connection's bound (None for a notification)."""
+    if entry.is_notification:
+        return None
+    message = f"Too many requests in flight on this connection (at most {limit})"
+    return rpc.dumps(rpc.error(entry.id, TOO_MANY, message))
 
 
 def _connect_credentials(scope: Mapping[str, Any], remote: str | None) -> Credentials:
