@@ -28,7 +28,8 @@ from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDeco
 from ..domain.events import Event
 from ..domain.paths import is_temporary, upload_temp_name
 from ..errors import ApiError
-from .files import GCODE_EXTENSIONS, Files
+from .files.manager import Files
+from .files.roots import GCODE_EXTENSIONS
 
 log = logging.getLogger(__name__)
 
