@@ -40,7 +40,9 @@ from .components.auth import Authorization
 from .components.data_store import DataStore
 from .components.database import Database
 from .components.extensions import Extensions
-from .components.files import Files, printing_check, serve_file
+from .components.files.download import serve_file
+from .components.files.manager import Files
+from .components.files.roots import printing_check
 from .components.frontend import Frontend
 from .components.history import History
 from .components.hooks import EventHooks

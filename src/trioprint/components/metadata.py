@@ -31,7 +31,8 @@ from ..domain.octoprint_events import MetadataAnalysisFinished, MetadataAnalysis
 from ..domain.thumbnails import thumbnail_bytes, thumbnail_info, thumbnail_name
 from ..errors import ApiError
 from ..registry import Call, endpoint
-from .files import FileChanged, Files
+from .files.manager import Files
+from .files.roots import FileChanged
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ from ..config import Config
 from ..domain.paths import clean_relative
 from ..errors import ApiError
 from ..registry import Call, NoParams, Transport, endpoint
-from .files import Files
+from .files.manager import Files
 from .klippy import Klippy
 from .printer import Printer
 from .uploads import FileUploaded, store_upload

@@ -30,7 +30,7 @@ from ..domain.octoprint_mapping import STATUS_SPEC, EventLog, OctoPrintMapper
 from ..domain.status import Status
 from ..errors import ApiError
 from ..registry import Call, endpoint
-from .files import FileChanged
+from .files.roots import FileChanged
 from .klippy import GcodeCommand, Klippy, KlippyStateChanged
 from .uploads import FileUploaded
 

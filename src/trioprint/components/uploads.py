@@ -41,7 +41,8 @@ from werkzeug.sansio.multipart import (
 from ..domain.events import Event
 from ..domain.paths import is_temporary, upload_temp_name
 from ..errors import ApiError
-from .files import GCODE_EXTENSIONS, Files
+from .files.manager import Files
+from .files.roots import GCODE_EXTENSIONS
 
 log = logging.getLogger(__name__)
 
