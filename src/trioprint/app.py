@@ -217,6 +217,7 @@ class Instance:
             authenticator=self.auth,
         )
         self.bound: list[tuple[str, int]] = []
+        self._listening: tuple[HypercornConfig, Any] | None = None
 
     @property
     def klippy_connected(self) -> bool:
@@ -278,20 +279,37 @@ class Instance:
         self, *, task_status: trio.TaskStatus[list[tuple[str, int]]] = trio.TASK_STATUS_IGNORED
     ) -> None:
         """Serve until stopped (``restart_requested`` then tells why)."""
-        hc = self._hypercorn_config()
-        try:
-            sockets = hc.create_sockets()
-        except OSError as exc:
-            raise StartupError(f"cannot listen on {hc.bind[0]}: {exc.strerror or exc}") from None
-        for sock in sockets.insecure_sockets:
-            sock.listen(hc.backlog)
-            addr = sock.getsockname()
-            self.bound.append((addr[0], addr[1]))
+        hc, sockets = self.listen()
         app = wrap_app(Router(self.http_app, self.websockets), hc.wsgi_max_body_size, "asgi")
-        async with trio.open_nursery() as storage:
-            await storage.start(self.database.run)
-            await self._run_components(app, hc, sockets, task_status)
-            storage.cancel_scope.cancel()
+        try:
+            async with trio.open_nursery() as storage:
+                await storage.start(self.database.run)
+                await self._run_components(app, hc, sockets, task_status)
+                storage.cancel_scope.cancel()
+        finally:
+            self.close_listeners()
+
+    def listen(self) -> tuple[HypercornConfig, Any]:
+        """Bind the HTTP port (once): a port in use fails before the data folder is touched."""
+        if self._listening is None:
+            hc = self._hypercorn_config()
+            try:
+                sockets = hc.create_sockets()
+            except OSError as exc:
+                raise StartupError(
+                    f"cannot listen on {hc.bind[0]}: {exc.strerror or exc}"
+                ) from None
+            for sock in sockets.insecure_sockets:
+                sock.listen(hc.backlog)
+                addr = sock.getsockname()
+                self.bound.append((addr[0], addr[1]))
+            self._listening = (hc, sockets)
+        return self._listening
+
+    def close_listeners(self) -> None:
+        if self._listening is not None:
+            for sock in self._listening[1].insecure_sockets:
+                sock.close()
 
     async def _run_components(
         self, app: Any, hc: HypercornConfig, sockets: Any, task_status: trio.TaskStatus[Any]
@@ -411,20 +429,33 @@ class Server:
         self, *, task_status: trio.TaskStatus[Instance] = trio.TASK_STATUS_IGNORED
     ) -> None:
         config = read_config(self.options)
-        extra: tuple[str, ...] = ()
         # The simulated printer is the machine, not part of the host: it lives as long as the
         # process, so a server.restart does not reset a print or a heater.
         simulator = make_simulator(config, force=self.options.sim, speed=self.options.sim_speed)
+        instance = Instance(config, simulator=simulator)
+        # the port first: a server that cannot listen creates no socket in the data folder
+        instance.listen()
+        try:
+            await self._run_instances(instance, simulator, task_status)
+        finally:
+            instance.close_listeners()
+
+    async def _run_instances(
+        self,
+        instance: Instance,
+        simulator: SimKlippy | None,
+        task_status: trio.TaskStatus[Instance],
+    ) -> None:
+        extra: tuple[str, ...] = ()
+        config = instance.config
         async with trio.open_nursery() as machine:
             if simulator is not None:
                 await machine.start(simulator.run)
             while True:
-                instance = Instance(
-                    config,
-                    extra_warnings=extra,
-                    simulator=simulator,
-                    restarted=self.instances_started > 0,
-                )
+                if self.instances_started > 0:
+                    instance = Instance(
+                        config, extra_warnings=extra, simulator=simulator, restarted=True
+                    )
                 self.instance = instance
                 if self._stopping:
                     instance.stop()

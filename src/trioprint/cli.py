@@ -22,6 +22,7 @@ from typing import Any
 import trio
 
 from ._version import __version__
+from .datalock import DataFolderLock
 from .errors import ConfigError, StartupError
 
 DEFAULT_URL = "ws://127.0.0.1:7125/websocket"
@@ -138,18 +139,34 @@ def _fail(message: str, status: int = EXIT_ERROR) -> int:
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    data_dir = (args.data_dir or Path("~/printer_data")).expanduser()
+    if args.config is not None and not args.config.is_file():
+        return _fail(f"config file {args.config} does not exist or is not a file")
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return _fail(f"cannot create data folder {data_dir}: {exc.strerror or exc}")
+    # the data folder belongs to one process: locked before anything in it is touched
+    lock = DataFolderLock(data_dir)
+    try:
+        lock.acquire()
+    except StartupError as exc:
+        return _fail(str(exc))
+    try:
+        return _serve_locked(args, data_dir)
+    finally:
+        lock.release()
+
+
+def _serve_locked(args: argparse.Namespace, data_dir: Path) -> int:
     from .app import Options
     from .app import main as app_main
     from .logs import setup_logging
 
-    data_dir = (args.data_dir or Path("~/printer_data")).expanduser()
     try:
-        data_dir.mkdir(parents=True, exist_ok=True)
         (data_dir / "logs").mkdir(exist_ok=True)
     except OSError as exc:
         return _fail(f"cannot create data folder {data_dir}: {exc.strerror or exc}")
-    if args.config is not None and not args.config.is_file():
-        return _fail(f"config file {args.config} does not exist or is not a file")
     options = Options(
         data_dir=data_dir.resolve(),
         config_file=args.config,

@@ -115,6 +115,7 @@ class SimKlippy:
         self._job_wakeup = trio.Event()
         self._restart_at: float | None = None
         self._nursery: trio.Nursery | None = None
+        self._socket_id: tuple[int, int] | None = None
 
     # -- time ------------------------------------------------------------------------------
 
@@ -151,8 +152,7 @@ class SimKlippy:
                     self._numbers += 1
                     nursery.start_soon(self._serve_client, _Client(self._numbers, stream))
             finally:
-                with contextlib.suppress(OSError):
-                    self.socket_path.unlink()
+                self._remove_socket()
 
     def _new_machine(self) -> SimMachine:
         machine = self._factory(self.gcodes_dir, self.now())
@@ -160,12 +160,17 @@ class SimKlippy:
         return machine
 
     def _listen(self) -> trio.SocketListener:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             self.socket_path.parent.mkdir(parents=True, exist_ok=True)
-            with contextlib.suppress(FileNotFoundError):
-                self.socket_path.unlink()  # a stale socket from a previous run
+            self._remove_stale_socket()
+        except OSError as exc:
+            raise StartupError(
+                f"cannot serve the simulated printer at {self.socket_path}: {exc.strerror or exc}"
+            ) from None
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
             sock.bind(os.fspath(self.socket_path))
+            self._socket_id = _file_id(self.socket_path)
             sock.listen(16)
         except OSError as exc:
             sock.close()
@@ -173,6 +178,35 @@ class SimKlippy:
                 f"cannot serve the simulated printer at {self.socket_path}: {exc.strerror or exc}"
             ) from None
         return trio.SocketListener(trio.socket.from_stdlib_socket(sock))
+
+    def _remove_stale_socket(self) -> None:
+        """Unlink a socket left by a previous run; never one another process is serving."""
+        if not os.path.lexists(self.socket_path):
+            return
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        probe.settimeout(1.0)  # a local connect answers at once, unless the backlog is full
+        try:
+            probe.connect(os.fspath(self.socket_path))
+        except ConnectionRefusedError:  # nobody listens: stale
+            self.socket_path.unlink(missing_ok=True)
+            return
+        except FileNotFoundError:
+            return
+        except TimeoutError:
+            pass  # someone listens but is busy: in use all the same
+        finally:
+            probe.close()
+        raise StartupError(
+            f"cannot serve the simulated printer at {self.socket_path}: another process "
+            "serves it (another trioprint on this data folder?)"
+        )
+
+    def _remove_socket(self) -> None:
+        """Unlink the socket when stopping, if the path still is the one this simulator bound."""
+        if self._socket_id is not None and _file_id(self.socket_path) == self._socket_id:
+            with contextlib.suppress(OSError):
+                self.socket_path.unlink()
+        self._socket_id = None
 
     async def _ticker(self) -> None:
         deadline = trio.current_time()
@@ -417,3 +451,11 @@ class SimKlippy:
 
 class _Refused(Exception):
     """A request klippy's webhooks would refuse; the message is klippy's."""
+
+
+def _file_id(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
