@@ -145,7 +145,48 @@ def test_call_without_a_server_fails_clearly(tmp_path: Path) -> None:
     result = run(["call", "server.info", "--url", url, "--timeout", "5"], tmp_path)
     assert result.returncode == 2
     assert result.stderr.startswith("trioprint: error: cannot reach")
+    assert "connection refused" in result.stderr
+    assert "HandshakeError" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_call_timeout_options() -> None:
+    # the simulator's M109 takes about 80 s: the default waits well beyond it
+    assert parse_args(["call", "printer.gcode.script"]).timeout >= 300
+    assert parse_args(["call", "server.info", "--timeout", "0"]).timeout == 0
+    for bad in ("-1", "soon", "nan", "inf"):
+        with pytest.raises(SystemExit):
+            parse_args(["call", "server.info", "--timeout", bad])
+
+
+async def test_call_timeouts_are_one_line(tmp_path: Path) -> None:
+    started = await start_trioprint(tmp_path)
+    url = f"ws://127.0.0.1:{started.port}/websocket"
+    try:
+        dwell = await trio.to_thread.run_sync(
+            lambda: run(
+                [
+                    "call",
+                    "printer.gcode.script",
+                    '{"script": "G4 P100000"}',
+                    "--url",
+                    url,
+                    "--timeout",
+                    "1",
+                ],
+                tmp_path,
+            )
+        )
+        line = one_line_error(dwell)
+        assert dwell.returncode == 3
+        assert line == f"trioprint: error: no answer from {url} within 1 s"
+        at_once = await trio.to_thread.run_sync(
+            lambda: run(["call", "server.info", "--url", url, "--timeout", "0"], tmp_path)
+        )
+        assert at_once.returncode == 3
+        assert "within 0 s" in one_line_error(at_once)
+    finally:
+        assert await stop(started) == 0
 
 
 def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
