@@ -227,6 +227,28 @@ def test_bad_config_is_one_line(tmp_path: Path, text: str, words: list[str]) -> 
         assert word in line
 
 
+async def test_typos_in_the_config_are_shown_at_start(tmp_path: Path) -> None:
+    config = tmp_path / "moonraker.conf"
+    config.write_text("[server]\nmax_uplod_size: 10\n[file_manger]\nenable: 1\n")
+    data = tmp_path / "data"
+    started = await start_trioprint(tmp_path, "-d", str(data), "-c", str(config))
+    try:
+        url = f"ws://127.0.0.1:{started.port}/websocket"
+        result = await trio.to_thread.run_sync(
+            lambda: run(["call", "server.info", "--url", url], tmp_path)
+        )
+        warnings = json.loads(result.stdout)["warnings"]
+    finally:
+        assert await stop(started) == 0
+    option = f"{config}:2: [server] max_uplod_size: unknown option, ignored"
+    section = f"{config}:3: [file_manger]: section not supported by trioprint, ignored"
+    assert warnings == [option, section]
+    log = (data / "logs" / "trioprint.log").read_text()
+    for where in ("".join(started.stderr), log):  # one line each
+        lines = [line for line in where.splitlines() if "WARNING" in line and "ignored" in line]
+        assert [line.split("] ", 1)[1] for line in lines] == [option, section]
+
+
 def test_missing_config_file_is_one_line(tmp_path: Path) -> None:
     line = one_line_error(run(["-c", str(tmp_path / "nope.conf"), "-d", str(tmp_path)], tmp_path))
     assert "nope.conf" in line

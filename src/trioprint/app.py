@@ -198,6 +198,8 @@ class Instance:
         ]
         for component in [self.database, *self.components]:
             self.registry.add_component(component)
+        # in place: components keep the list to add to it; each names the file and line
+        self.warnings[:] = [config.located(warning) for warning in self.warnings]
         self.http_app = create_http_app(
             self.registry,
             cors_domains=config.authorization.cors_domains,
@@ -280,6 +282,8 @@ class Instance:
     ) -> None:
         """Serve until stopped (``restart_requested`` then tells why)."""
         hc, sockets = self.listen()
+        for warning in self.warnings:  # on stderr and in the log, as in server.info
+            log.warning("%s", " ".join(warning.splitlines()))
         app = wrap_app(Router(self.http_app, self.websockets), hc.wsgi_max_body_size, "asgi")
         try:
             async with trio.open_nursery() as storage:
@@ -383,8 +387,6 @@ def make_simulator(
         machine_factory=factory,
     )
     sim.config_warnings = tuple(f"[simulator] printer_config: {w}" for w in warnings)
-    for warning in sim.config_warnings:
-        log.info("%s", warning)
     return sim
 
 
