@@ -138,6 +138,7 @@ async def test_signals_shut_down_cleanly(tmp_path: Path, signum: int) -> None:
     log = (tmp_path / "data" / "logs" / "trioprint.log").read_text()
     assert "shutting down" in log
     assert "Traceback" not in log
+    assert log.splitlines()[-1].endswith("INFO    [trioprint.app] trioprint stopped")
 
 
 def test_call_without_a_server_fails_clearly(tmp_path: Path) -> None:

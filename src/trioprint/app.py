@@ -385,6 +385,8 @@ def make_simulator(
         gcodes,
         speed=speed or config.simulator.speed,
         machine_factory=factory,
+        # klippy's log where a Klipper install has it: in the logs root, as klippy.log
+        log_file=Path(config.file_manager.log_path or config.data_dir / "logs") / "klippy.log",
     )
     sim.config_warnings = tuple(f"[simulator] printer_config: {w}" for w in warnings)
     return sim
@@ -495,7 +497,11 @@ async def watch_signals(server: Server, cancel: trio.CancelScope) -> None:
 async def main(options: Options) -> None:
     """The process entry point: the root nursery."""
     server = Server(options)
+    clean = False
     async with trio.open_nursery() as root:
         root.start_soon(watch_signals, server, root.cancel_scope)
         await server.run()
+        clean = True  # (not after a second signal: that cancels the run instead)
         root.cancel_scope.cancel()
+    if clean:
+        log.info("trioprint stopped")
