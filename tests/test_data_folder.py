@@ -6,6 +6,7 @@ simulator's socket handling in-process.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
@@ -52,9 +53,8 @@ async def test_a_second_start_on_the_same_data_folder_is_refused(tmp_path: Path)
         inode = sim_socket.stat().st_ino
         # the same port (which is in use) and another port: both refused for the data folder
         for port in (first.port, free_port()):
-            second = await trio.to_thread.run_sync(
-                lambda p=port: run(["-d", str(data), "--port", str(p)], tmp_path)  # type: ignore[misc]
-            )
+            args = ["-d", str(data), "--port", str(port)]
+            second = await trio.to_thread.run_sync(functools.partial(run, args, tmp_path))
             line = one_line_error(second)
             assert str(data) in line
             assert f"pid {first.process.pid}" in line
