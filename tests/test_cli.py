@@ -138,6 +138,7 @@ async def test_signals_shut_down_cleanly(tmp_path: Path, signum: int) -> None:
     log = (tmp_path / "data" / "logs" / "trioprint.log").read_text()
     assert "shutting down" in log
     assert "Traceback" not in log
+    assert log.splitlines()[-1].endswith("INFO    [trioprint.app] trioprint stopped")
 
 
 def test_call_without_a_server_fails_clearly(tmp_path: Path) -> None:
@@ -145,7 +146,48 @@ def test_call_without_a_server_fails_clearly(tmp_path: Path) -> None:
     result = run(["call", "server.info", "--url", url, "--timeout", "5"], tmp_path)
     assert result.returncode == 2
     assert result.stderr.startswith("trioprint: error: cannot reach")
+    assert "connection refused" in result.stderr
+    assert "HandshakeError" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_call_timeout_options() -> None:
+    # the simulator's M109 takes about 80 s: the default waits well beyond it
+    assert parse_args(["call", "printer.gcode.script"]).timeout >= 300
+    assert parse_args(["call", "server.info", "--timeout", "0"]).timeout == 0
+    for bad in ("-1", "soon", "nan", "inf"):
+        with pytest.raises(SystemExit):
+            parse_args(["call", "server.info", "--timeout", bad])
+
+
+async def test_call_timeouts_are_one_line(tmp_path: Path) -> None:
+    started = await start_trioprint(tmp_path)
+    url = f"ws://127.0.0.1:{started.port}/websocket"
+    try:
+        dwell = await trio.to_thread.run_sync(
+            lambda: run(
+                [
+                    "call",
+                    "printer.gcode.script",
+                    '{"script": "G4 P100000"}',
+                    "--url",
+                    url,
+                    "--timeout",
+                    "1",
+                ],
+                tmp_path,
+            )
+        )
+        line = one_line_error(dwell)
+        assert dwell.returncode == 3
+        assert line == f"trioprint: error: no answer from {url} within 1 s"
+        at_once = await trio.to_thread.run_sync(
+            lambda: run(["call", "server.info", "--url", url, "--timeout", "0"], tmp_path)
+        )
+        assert at_once.returncode == 3
+        assert "within 0 s" in one_line_error(at_once)
+    finally:
+        assert await stop(started) == 0
 
 
 def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
@@ -184,6 +226,28 @@ def test_bad_config_is_one_line(tmp_path: Path, text: str, words: list[str]) -> 
     assert "moonraker.conf" in line
     for word in words:
         assert word in line
+
+
+async def test_typos_in_the_config_are_shown_at_start(tmp_path: Path) -> None:
+    config = tmp_path / "moonraker.conf"
+    config.write_text("[server]\nmax_uplod_size: 10\n[file_manger]\nenable: 1\n")
+    data = tmp_path / "data"
+    started = await start_trioprint(tmp_path, "-d", str(data), "-c", str(config))
+    try:
+        url = f"ws://127.0.0.1:{started.port}/websocket"
+        result = await trio.to_thread.run_sync(
+            lambda: run(["call", "server.info", "--url", url], tmp_path)
+        )
+        warnings = json.loads(result.stdout)["warnings"]
+    finally:
+        assert await stop(started) == 0
+    option = f"{config}:2: [server] max_uplod_size: unknown option, ignored"
+    section = f"{config}:3: [file_manger]: section not supported by trioprint, ignored"
+    assert warnings == [option, section]
+    log = (data / "logs" / "trioprint.log").read_text()
+    for where in ("".join(started.stderr), log):  # one line each
+        lines = [line for line in where.splitlines() if "WARNING" in line and "ignored" in line]
+        assert [line.split("] ", 1)[1] for line in lines] == [option, section]
 
 
 def test_missing_config_file_is_one_line(tmp_path: Path) -> None:

@@ -504,13 +504,14 @@ def test_unknown_sections_and_options_are_kept_and_warned(tmp_path: Path) -> Non
     assert c.section("update_manager") == {"channel": "dev"}
     assert c.section("server") == {"ssl_port": "7130"}
     assert c.section("absent") == {}
+    f = tmp_path / "moonraker.conf"
     assert c.warnings == (
-        "[server] ssl_port: unknown option, ignored",
-        "[power]: needs a name, like [power NAME]; ignored",
-        "[history] foo: unknown option, ignored",
-        "[Server]: section not supported by trioprint, ignored"
+        f"{f}:2: [server] ssl_port: unknown option, ignored",
+        f"{f}:11: [power]: needs a name, like [power NAME]; ignored",
+        f"{f}:17: [history] foo: unknown option, ignored",
+        f"{f}:18: [Server]: section not supported by trioprint, ignored"
         " (section names are case-sensitive: [server]?)",
-        "[spoolman]: section not supported by trioprint, ignored",
+        f"{f}:19: [spoolman]: section not supported by trioprint, ignored",
     )
     # [update_manager] and [update_manager NAME] are the update manager's to check
     parsed = c.parsed()
@@ -539,11 +540,12 @@ def test_core_options_in_server_are_read_when_their_section_is_absent(tmp_path: 
     c = load(tmp_path, "[server]\nconfig_path: /cfg\ntrusted_clients: 10.0.0.0/8\n")
     assert c.file_manager.config_path == "/cfg"
     assert c.authorization.trusted_clients == ("10.0.0.0/8",)
+    f = tmp_path / "moonraker.conf"
     assert c.warnings == (
-        "[server] config_path: belongs in [file_manager]; read from [server] for now,"
+        f"{f}:2: [server] config_path: belongs in [file_manager]; read from [server] for now,"
         " please move it",
-        "[server] trusted_clients: belongs in [authorization]; read from [server] for now,"
-        " please move it",
+        f"{f}:3: [server] trusted_clients: belongs in [authorization]; read from [server] for"
+        " now, please move it",
     )
     message = error(tmp_path, "[server]\nforce_logins: perhaps\n")
     assert "moonraker.conf: [server] force_logins: expected a boolean" in message
@@ -551,8 +553,8 @@ def test_core_options_in_server_are_read_when_their_section_is_absent(tmp_path: 
     c = load(tmp_path, "[server]\nconfig_path: /cfg\n[file_manager]\n[authorization]\nport: 1\n")
     assert c.file_manager.config_path is None
     assert c.warnings == (
-        "[server] config_path: belongs in [file_manager], ignored",
-        "[authorization] port: belongs in [server], ignored",
+        f"{f}:2: [server] config_path: belongs in [file_manager], ignored",
+        f"{f}:5: [authorization] port: belongs in [server], ignored",
     )
 
 
@@ -565,17 +567,19 @@ def test_trusted_clients_and_cors_domains_moonraker_refuses_are_dropped(tmp_path
     )
     assert c.authorization.trusted_clients == ("fe80::/10", "::1", "pi4")
     assert c.authorization.cors_domains == ("http://*.local", "http://a.b:*")
+    f = tmp_path / "moonraker.conf"
     assert c.warnings == (
-        "[authorization_x]: section not supported by trioprint, ignored",
-        "[authorization] trusted_clients: '192.168.1.5/24' ignored:"
+        f"{f}:14: [authorization_x]: section not supported by trioprint, ignored",
+        f"{f}:2: [authorization] trusted_clients: '192.168.1.5/24' ignored:"
         " not a valid CIDR range (192.168.1.5/24 has host bits set)",
-        "[authorization] trusted_clients: 'bad_name!' ignored:"
+        f"{f}:2: [authorization] trusted_clients: 'bad_name!' ignored:"
         " not an IP address, a CIDR range or a host name",
-        "[authorization] trusted_clients: '10.0.0.300' ignored:"
+        f"{f}:2: [authorization] trusted_clients: '10.0.0.300' ignored:"
         " not an IP address, a CIDR range or a host name",
-        "[authorization] cors_domains: 'https://my.*' ignored:"
+        f"{f}:9: [authorization] cors_domains: 'https://my.*' ignored:"
         " wildcards are not allowed in the top-level domain",
-        "[authorization] cors_domains: 'http://x.lan/' ignored: an origin cannot end with '/'",
+        f"{f}:9: [authorization] cors_domains: 'http://x.lan/' ignored:"
+        " an origin cannot end with '/'",
     )
 
 
@@ -586,10 +590,36 @@ def test_unsupported_features_warn(tmp_path: Path) -> None:
         "[authorization]\ndefault_source: LDAP\n",
     )
     assert c.authorization.default_source == "ldap"
+    f = tmp_path / "moonraker.conf"
     assert c.warnings == (
-        "[authorization] default_source: LDAP logins are not supported by trioprint",
-        "[server] klippy_uds_address: templates are not supported, the value is used as written",
+        f"{f}:4: [authorization] default_source: LDAP logins are not supported by trioprint",
+        f"{f}:2: [server] klippy_uds_address: templates are not supported, the value is used as"
+        " written",
     )
+
+
+def test_typos_are_warned_with_their_file_and_line(tmp_path: Path) -> None:
+    write(
+        tmp_path, "# extra\n[file_manger]\nenable: 1\n\n[server]\n  Max_Upload_Size : 5\n", "x.cfg"
+    )
+    c = load(
+        tmp_path,
+        "[server]\nport: 7126\nmax_uplod_size: 10\n  continued\n[include x.cfg]\n"
+        "[file_manager]\nlog_pth = /x\n",
+    )
+    main, extra = tmp_path / "moonraker.conf", tmp_path / "x.cfg"
+    assert c.warnings == (
+        f"{main}:3: [server] max_uplod_size: unknown option, ignored",
+        f"{extra}:2: [file_manger]: section not supported by trioprint, ignored",
+        f"{main}:7: [file_manager] log_pth: unknown option, ignored",
+    )
+    assert c.server.max_upload_size == 5  # read from the include, where it is known
+    assert c.locations[("server", "max_upload_size")] == f"{extra}:6"
+    # a component's own warning about a section is located the same way
+    assert c.located("[file_manager] log_pth: bad") == f"{main}:7: [file_manager] log_pth: bad"
+    assert c.located("[server] absent: x") == f"{main}:1: [server] absent: x"
+    assert c.located("[nowhere] x: y") == "[nowhere] x: y"
+    assert c.located("no section") == "no section"
 
 
 # --- parsed() and overrides ------------------------------------------------------------------

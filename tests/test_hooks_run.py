@@ -343,8 +343,8 @@ async def test_a_gcode_hook_on_the_simulated_printer(tmp_path: Path) -> None:
     assert run.error is None
     assert status["display_status"]["message"] == "done cube M112"
     assert (
-        "[event_hook typo] type: expected one of 'system', 'gcode', got 'gcod'; the hook is"
-        " disabled" in instance.warnings
+        f"{conf}:9: [event_hook typo] type: expected one of 'system', 'gcode', got 'gcod'; the"
+        " hook is disabled" in instance.warnings
     )
     assert "event_hooks" in instance.component_names()
 

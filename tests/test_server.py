@@ -209,7 +209,9 @@ async def test_http_restart_rereads_config_and_keeps_the_old_one_if_broken(
         with trio.fail_after(10):
             second = await server.wait_serving(other_than=first)
         assert second.config.server.max_websocket_connections == 7
-        assert second.warnings == ["[spoolman]: section not supported by trioprint, ignored"]
+        assert second.warnings == [
+            f"{config}:3: [spoolman]: section not supported by trioprint, ignored"
+        ]
         # a broken one is refused: the previous config stays, and server.info says why
         config.write_text("[server]\nmax_websocket_connections: many\n")
         second.request_restart()

@@ -143,6 +143,9 @@ async def test_no_config_means_a_ready_simulated_printer(tmp_path: Path) -> None
         ):
             assert name in objects
         assert printer["state"] == "ready"
+        # klippy's log, as klippy reports it: the simulator's own, in the logs root
+        assert printer["log_file"] == str(tmp_path / "logs" / "klippy.log")
+        assert "Starting Klippy" in await trio.Path(printer["log_file"]).read_text()
         # it is not klippy's default socket: a real klippy there is never disturbed
         assert not (tmp_path / "comms" / "klippy.sock").exists()
 
@@ -212,6 +215,12 @@ async def test_emergency_stop_then_firmware_restart(tmp_path: Path) -> None:
             assert (await c.result("server.info"))["klippy_state"] == "ready"
             assert await c.result("printer.gcode.script", {"script": "G28"}) == "ok"
         assert c.status("webhooks", "state")[-1] == "ready"
+    # what happened is in the simulator's klippy.log, written by the time it has stopped
+    lines = (tmp_path / "logs" / "klippy.log").read_text().splitlines()
+    assert any("Shutdown due to webhooks request" in line for line in lines)
+    assert any("FIRMWARE_RESTART" in line for line in lines)
+    assert sum("Klipper state: Ready" in line for line in lines) == 2
+    assert "Stopped" in lines[-1]
 
 
 async def test_unknown_commands_answer_as_klippy(tmp_path: Path) -> None:

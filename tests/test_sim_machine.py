@@ -358,7 +358,10 @@ def test_config_is_consistent() -> None:
 
 @needs_transcripts
 def test_info_has_klippys_keys(p: Printer) -> None:
+    assert p.m.info()["log_file"] is None  # as klippy started without -l
+    p.m.log_file = "/data/logs/klippy.log"  # what the simulator sets: the log it writes
     info = p.m.info()
+    assert info["log_file"] == "/data/logs/klippy.log"
     reference = json.loads((TRANSCRIPTS / "info.json").read_text())
     assert set(info) == set(reference)
     for key, value in reference.items():

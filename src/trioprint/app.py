@@ -239,6 +239,8 @@ class Instance:
         self.frontend = frontend_for(config)
         if self.frontend is not None and (problem := self.frontend.problem()) is not None:
             self.warnings.append(problem)
+        # in place: components keep the list to add to it; each names the file and line
+        self.warnings[:] = [config.located(warning) for warning in self.warnings]
         self.http_app = create_http_app(
             self.registry,
             cors_domains=config.authorization.cors_domains,
@@ -260,6 +262,7 @@ class Instance:
             frontend=self.frontend,
         )
         self.bound: list[tuple[str, int]] = []
+        self._listening: tuple[HypercornConfig, Any] | None = None
 
     @property
     def klippy_connected(self) -> bool:
@@ -321,21 +324,40 @@ class Instance:
         self, *, task_status: trio.TaskStatus[list[tuple[str, int]]] = trio.TASK_STATUS_IGNORED
     ) -> None:
         """Serve until stopped (``restart_requested`` then tells why)."""
-        hc = self._hypercorn_config()
-        try:
-            sockets = hc.create_sockets()
-        except OSError as exc:
-            raise StartupError(f"cannot listen on {hc.bind[0]}: {exc.strerror or exc}") from None
-        for sock in sockets.insecure_sockets:
-            sock.listen(hc.backlog)
-            addr = sock.getsockname()
-            self.bound.append((addr[0], addr[1]))
+        hc, sockets = self.listen()
+        for warning in self.warnings:  # on stderr and in the log, as in server.info
+            log.warning("%s", " ".join(warning.splitlines()))
         server_fixes.install()  # close frames for websocket protocol errors (a hypercorn fault)
         app = wrap_app(Router(self.http_app, self.websockets), hc.wsgi_max_body_size, "asgi")
-        async with trio.open_nursery() as storage:
-            await storage.start(self.database.run)
-            await self._run_components(app, hc, sockets, task_status)
-            storage.cancel_scope.cancel()
+        try:
+            async with trio.open_nursery() as storage:
+                await storage.start(self.database.run)
+                await self._run_components(app, hc, sockets, task_status)
+                storage.cancel_scope.cancel()
+        finally:
+            self.close_listeners()
+
+    def listen(self) -> tuple[HypercornConfig, Any]:
+        """Bind the HTTP port (once): a port in use fails before the data folder is touched."""
+        if self._listening is None:
+            hc = self._hypercorn_config()
+            try:
+                sockets = hc.create_sockets()
+            except OSError as exc:
+                raise StartupError(
+                    f"cannot listen on {hc.bind[0]}: {exc.strerror or exc}"
+                ) from None
+            for sock in sockets.insecure_sockets:
+                sock.listen(hc.backlog)
+                addr = sock.getsockname()
+                self.bound.append((addr[0], addr[1]))
+            self._listening = (hc, sockets)
+        return self._listening
+
+    def close_listeners(self) -> None:
+        if self._listening is not None:
+            for sock in self._listening[1].insecure_sockets:
+                sock.close()
 
     async def _run_components(
         self, app: Any, hc: HypercornConfig, sockets: Any, task_status: trio.TaskStatus[Any]
@@ -407,10 +429,10 @@ def make_simulator(
         gcodes,
         speed=speed or config.simulator.speed,
         machine_factory=factory,
+        # klippy's log where a Klipper install has it: in the logs root, as klippy.log
+        log_file=Path(config.file_manager.log_path or config.data_dir / "logs") / "klippy.log",
     )
     sim.config_warnings = tuple(f"[simulator] printer_config: {w}" for w in warnings)
-    for warning in sim.config_warnings:
-        log.info("%s", warning)
     return sim
 
 
@@ -470,20 +492,33 @@ class Server:
         self, *, task_status: trio.TaskStatus[Instance] = trio.TASK_STATUS_IGNORED
     ) -> None:
         config = read_config(self.options)
-        extra: tuple[str, ...] = ()
         # The simulated printer is the machine, not part of the host: it lives as long as the
         # process, so a server.restart does not reset a print or a heater.
         simulator = make_simulator(config, force=self.options.sim, speed=self.options.sim_speed)
+        instance = Instance(config, simulator=simulator)
+        # the port first: a server that cannot listen creates no socket in the data folder
+        instance.listen()
+        try:
+            await self._run_instances(instance, simulator, task_status)
+        finally:
+            instance.close_listeners()
+
+    async def _run_instances(
+        self,
+        instance: Instance,
+        simulator: SimKlippy | None,
+        task_status: trio.TaskStatus[Instance],
+    ) -> None:
+        extra: tuple[str, ...] = ()
+        config = instance.config
         async with trio.open_nursery() as machine:
             if simulator is not None:
                 await machine.start(simulator.run)
             while True:
-                instance = Instance(
-                    config,
-                    extra_warnings=extra,
-                    simulator=simulator,
-                    restarted=self.instances_started > 0,
-                )
+                if self.instances_started > 0:
+                    instance = Instance(
+                        config, extra_warnings=extra, simulator=simulator, restarted=True
+                    )
                 self.instance = instance
                 if self._stopping:
                     instance.stop()
@@ -521,7 +556,11 @@ async def watch_signals(server: Server, cancel: trio.CancelScope) -> None:
 async def main(options: Options) -> None:
     """The process entry point: the root nursery."""
     server = Server(options)
+    clean = False
     async with trio.open_nursery() as root:
         root.start_soon(watch_signals, server, root.cancel_scope)
         await server.run()
+        clean = True  # (not after a second signal: that cancels the run instead)
         root.cancel_scope.cancel()
+    if clean:
+        log.info("trioprint stopped")

@@ -3,16 +3,19 @@
 ::
 
     trioprint [serve] [-c CONFIG] [-d DATA_DIR] [--host H] [--port P] [-v]
-    trioprint call METHOD [JSON_PARAMS] [--url ws://127.0.0.1:7125/websocket] [--api-key KEY]
+    trioprint call METHOD [JSON_PARAMS] [--url ws://127.0.0.1:7125/websocket] [--timeout S]
+                   [--api-key KEY]
     trioprint --version
 
-Start-up problems are one clear line on stderr and a non-zero exit status, never a traceback.
+Start-up problems are one clear line on stderr and a non-zero exit status, never a traceback;
+so are ``call``'s failures (exit statuses: the ``EXIT_*`` constants below).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -22,6 +25,7 @@ from typing import Any
 import trio
 
 from ._version import __version__
+from .datalock import DataFolderLock
 from .domain import strictjson
 from .errors import ConfigError, StartupError
 
@@ -30,6 +34,10 @@ DEFAULT_URL = "ws://127.0.0.1:7125/websocket"
 EXIT_OK = 0
 EXIT_ERROR = 1  # a JSON-RPC error answer, or a start-up problem
 EXIT_UNREACHABLE = 2  # the server could not be reached or answered nonsense
+EXIT_TIMEOUT = 3  # `call`: no answer within --timeout
+
+#: `call`'s default wait: beyond the longest commands (the simulator's M109 takes about 80 s).
+DEFAULT_CALL_TIMEOUT = 300.0
 
 
 def _port(text: str) -> int:
@@ -52,6 +60,16 @@ def _speed(text: str) -> float:
     return value
 
 
+def _timeout(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"timeout {text} must be a number of seconds, 0 or more")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="trioprint",
@@ -67,7 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
     call.add_argument("method", help="the JSON-RPC method, e.g. server.info")
     call.add_argument("params", nargs="?", default=None, help="params as a JSON object")
     call.add_argument("--url", default=DEFAULT_URL, help=f"websocket URL (default {DEFAULT_URL})")
-    call.add_argument("--timeout", type=float, default=30.0, help="seconds to wait (default 30)")
+    call.add_argument(
+        "--timeout",
+        type=_timeout,
+        default=DEFAULT_CALL_TIMEOUT,
+        help=f"seconds to wait for the answer (default {DEFAULT_CALL_TIMEOUT:g})",
+    )
     call.add_argument(
         "--api-key",
         default=os.environ.get("TRIOPRINT_API_KEY"),
@@ -146,18 +169,34 @@ def _fail(message: str, status: int = EXIT_ERROR) -> int:
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    data_dir = (args.data_dir or Path("~/printer_data")).expanduser()
+    if args.config is not None and not args.config.is_file():
+        return _fail(f"config file {args.config} does not exist or is not a file")
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return _fail(f"cannot create data folder {data_dir}: {exc.strerror or exc}")
+    # the data folder belongs to one process: locked before anything in it is touched
+    lock = DataFolderLock(data_dir)
+    try:
+        lock.acquire()
+    except StartupError as exc:
+        return _fail(str(exc))
+    try:
+        return _serve_locked(args, data_dir)
+    finally:
+        lock.release()
+
+
+def _serve_locked(args: argparse.Namespace, data_dir: Path) -> int:
     from .app import Options
     from .app import main as app_main
     from .logs import setup_logging
 
-    data_dir = (args.data_dir or Path("~/printer_data")).expanduser()
     try:
-        data_dir.mkdir(parents=True, exist_ok=True)
         (data_dir / "logs").mkdir(exist_ok=True)
     except OSError as exc:
         return _fail(f"cannot create data folder {data_dir}: {exc.strerror or exc}")
-    if args.config is not None and not args.config.is_file():
-        return _fail(f"config file {args.config} does not exist or is not a file")
     options = Options(
         data_dir=data_dir.resolve(),
         config_file=args.config,
@@ -202,14 +241,15 @@ def run_call(
             return _fail("JSON_PARAMS must be a JSON object")
     problem: str | None = None
     reply: dict[str, Any] = {}
+    status = EXIT_UNREACHABLE
     try:
         reply = trio.run(_call, url, method, params, timeout, api_key)
-    except* TimeoutError:
-        problem = f"no answer from {url} within {timeout:g} s"
+    except* _TimedOut:
+        problem, status = f"no answer from {url} within {timeout:g} s", EXIT_TIMEOUT
     except* (OSError, _Unreachable) as group:
-        problem = f"cannot reach {url}: {_first_leaf(group)}"
+        problem = f"cannot reach {url}: {_describe(_first_leaf(group))}"
     if problem is not None:
-        return _fail(problem, EXIT_UNREACHABLE)
+        return _fail(problem, status)
     if "error" in reply:
         err = reply["error"]
         if isinstance(err, dict):
@@ -228,6 +268,37 @@ class _Unreachable(Exception):
     pass
 
 
+class _TimedOut(Exception):
+    pass
+
+
+def _describe(exc: BaseException) -> str:
+    """A networking failure in a few words: the cause, not the wrapper's class name."""
+    from trio_websocket import ConnectionRejected
+
+    seen: list[BaseException] = []
+    pending: list[BaseException] = [exc]
+    while pending:  # the exception, its causes, and the attempts in a group (one per address)
+        current = pending.pop(0)
+        seen.append(current)
+        if isinstance(current, BaseExceptionGroup):
+            pending.extend(current.exceptions)
+        if current.__cause__ is not None:
+            pending.append(current.__cause__)
+    for item in seen:
+        if isinstance(item, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(item, ConnectionRejected):
+            return f"the server refused the websocket (HTTP {item.status_code})"
+    for item in seen:
+        if isinstance(item, OSError) and item.strerror:
+            return item.strerror
+    for item in seen:
+        if str(item):
+            return str(item)
+    return type(exc).__name__
+
+
 async def _call(
     url: str, method: str, params: Any, seconds: float, api_key: str | None = None
 ) -> dict[str, Any]:
@@ -236,17 +307,25 @@ async def _call(
     request: dict[str, Any] = {"jsonrpc": "2.0", "method": method, "id": os.getpid()}
     if params is not None:
         request["params"] = params
-    with trio.fail_after(seconds):
+    headers = [(b"X-Api-Key", api_key.encode())] if api_key else None
+    reply: dict[str, Any] | None = None
+    with trio.move_on_after(seconds):
         try:
-            headers = [(b"X-Api-Key", api_key.encode())] if api_key else None
-            async with open_websocket_url(url, extra_headers=headers) as ws:
+            # the connect is bounded by `seconds` here, not by trio-websocket's own 60 s
+            async with open_websocket_url(
+                url, extra_headers=headers, connect_timeout=math.inf, disconnect_timeout=1
+            ) as ws:
                 await ws.send_message(strictjson.dumps(request))
-                while True:
+                while reply is None:
                     message = json.loads(await ws.get_message())
                     if isinstance(message, dict) and message.get("id") == request["id"]:
-                        return message
+                        reply = message
         except (HandshakeError, ConnectionClosed, ValueError) as exc:
-            raise _Unreachable(str(exc) or type(exc).__name__) from None
+            if reply is None:
+                raise _Unreachable(_describe(exc)) from exc
+    if reply is None:
+        raise _TimedOut
+    return reply
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -278,7 +278,7 @@ _TOLERATED = frozenset(
     }
 )
 
-_EMPTY: Mapping[str, Any] = types.MappingProxyType({})
+_EMPTY: Mapping[Any, Any] = types.MappingProxyType({})
 
 
 @attrs.frozen
@@ -300,6 +300,12 @@ class Config:
     sections: Mapping[str, Mapping[str, str]] = _EMPTY
     files: tuple[tuple[str, tuple[str, ...]], ...] = ()
     warnings: tuple[str, ...] = ()
+    #: ``(section, option)`` -> ``"file:line"`` where it is written (option ``""``: the section)
+    locations: Mapping[tuple[str, str], str] = _EMPTY
+
+    def located(self, warning: str) -> str:
+        """``warning`` about ``[section] option`` prefixed with the file and line it names."""
+        return _located(warning, self.locations)
 
     def section(self, name: str) -> Mapping[str, str]:
         """The raw options of section ``name`` (empty if absent)."""
@@ -348,6 +354,9 @@ class Config:
 _SECTION_RE = re.compile(r"\[([^\]]+)\](.*)")
 _INLINE_COMMENT_RE = re.compile(r" +[#;]")
 _ESCAPED_COMMENT_RE = re.compile(r" \\([#;])")
+_OPTION_RE = re.compile(r"(.*?)\s*[=:]")  # an option line's name, as configparser reads it
+#: a warning about a section or one of its options: ``[section] option: ...``, ``[section]: ...``
+_WARNING_RE = re.compile(r"\[([^\]]+)\](?: (\S+))?:")
 
 
 @attrs.define
@@ -358,12 +367,15 @@ class _Chunk:
     path: Path
     lines: list[str] = attrs.Factory(list)
     numbers: list[int] = attrs.Factory(list)
+    starts: list[int] = attrs.Factory(list)  # the indexes of lines that begin an option
 
 
 class _Reader:
     def __init__(self) -> None:
         self.sections: dict[str, dict[str, str]] = {}
         self.origins: dict[tuple[str, str], Path] = {}
+        #: where each section ("" as option: its first header) and each option was written
+        self.locations: dict[tuple[str, str], str] = {}
         self.files: list[tuple[Path, list[str]]] = []
         self.warnings: list[str] = []
         self._seen: dict[tuple[int, int], Path] = {}
@@ -417,6 +429,7 @@ class _Reader:
                         f"{path}:{number}: {stripped!r} is outside a section ({where})"
                     )
                 option_indent = indent
+                chunk.starts.append(len(chunk.lines))
                 chunk.lines.append(line)
                 chunk.numbers.append(number)
                 continue
@@ -440,6 +453,7 @@ class _Reader:
                     f" (first at line {first_seen[name]})"
                 )
             first_seen[name] = number
+            self.locations.setdefault((name, ""), f"{path}:{number}")
             names.append(name)
             chunk = _Chunk(name, path)
             self.sections.setdefault(name, {})
@@ -472,9 +486,16 @@ class _Reader:
             message = " ".join(str(exc).split())
             raise ConfigError(f"{at(0)} {message}") from None
         merged = self.sections[chunk.name]
+        numbers: dict[str, int] = {}
+        for index in chunk.starts:
+            key = _OPTION_RE.match(chunk.lines[index].strip())
+            if key is not None:
+                numbers.setdefault(key.group(1).strip().lower(), chunk.numbers[index])
         for option, value in parser.items("s", raw=True):
             merged[option] = value
             self.origins[(chunk.name, option)] = chunk.path
+            if option in numbers:
+                self.locations[(chunk.name, option)] = f"{chunk.path}:{numbers[option]}"
 
     def _include(self, path: Path, number: int, name: str) -> None:
         where = f"{path}:{number}: [{name}]"
@@ -741,9 +762,24 @@ def load_config(path: Path | None, data_dir: Path) -> Config:
             {name: types.MappingProxyType(options) for name, options in raw.items()}
         ),
         files=tuple((_shown(file, main), tuple(names)) for file, names in reader.files),
-        warnings=tuple(warnings),
+        warnings=tuple(_locate(warnings, reader.locations)),
+        locations=types.MappingProxyType(reader.locations),
         **typed,
     )
+
+
+def _locate(warnings: list[str], locations: Mapping[tuple[str, str], str]) -> list[str]:
+    return [_located(warning, locations) for warning in warnings]
+
+
+def _located(warning: str, locations: Mapping[tuple[str, str], str]) -> str:
+    match = _WARNING_RE.match(warning)
+    if match is None:
+        return warning
+    where = locations.get((match.group(1), match.group(2) or ""))
+    if where is None:  # an option of a section: at least the section's line
+        where = locations.get((match.group(1), ""))
+    return f"{where}: {warning}" if where is not None else warning
 
 
 def _shown(file: Path, main: Path) -> str:

@@ -121,3 +121,32 @@ def setup_logging(log_dir: Path | None, *, verbose: bool = False) -> Callable[[]
             handler.close()
 
     return stop
+
+
+def open_log_file(path: Path, logger: logging.Logger, banner: str) -> Callable[[], None]:
+    """Write ``logger``'s records (only them: it stops propagating) to ``path``, rotated.
+
+    ``banner`` is written at once, so the file exists (with it) when this returns; later
+    records go through a queue to a writer thread. Returns the function that flushes and
+    closes it.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.handlers.RotatingFileHandler(
+        path, maxBytes=MAX_BYTES, backupCount=BACKUPS, encoding="utf-8"
+    )
+    handler.setFormatter(logging.Formatter(FORMAT))
+    handler.emit(logger.makeRecord(logger.name, logging.INFO, "", 0, banner, (), None))
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    queue_handler = logging.handlers.QueueHandler(records)
+    listener = logging.handlers.QueueListener(records, handler)
+    logger.addHandler(queue_handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    listener.start()
+
+    def stop() -> None:
+        logger.removeHandler(queue_handler)
+        listener.stop()
+        handler.close()
+
+    return stop

@@ -18,8 +18,10 @@ import trio
 from .server import SimKlippy
 
 
-async def serve(socket_path: Path, gcodes: Path, speed: float) -> None:
-    sim = SimKlippy(socket_path, gcodes, speed=speed)
+async def serve(
+    socket_path: Path, gcodes: Path, speed: float, log_file: Path | None = None
+) -> None:
+    sim = SimKlippy(socket_path, gcodes, speed=speed, log_file=log_file)
     async with trio.open_nursery() as nursery:
         await nursery.start(sim.run)
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -33,6 +35,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--socket", type=Path, required=True, help="the API socket to serve")
     parser.add_argument("--gcodes", type=Path, required=True, help="the virtual_sdcard folder")
     parser.add_argument("--speed", type=float, default=1.0, help="time runs N times faster")
+    parser.add_argument(
+        "--log-file", type=Path, default=None, help="klippy's log (reported in info), as -l"
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     if not args.speed > 0:
@@ -42,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(name)s: %(message)s",
     )
     args.gcodes.mkdir(parents=True, exist_ok=True)
-    trio.run(serve, args.socket, args.gcodes, args.speed)
+    trio.run(serve, args.socket, args.gcodes, args.speed, args.log_file)
     return 0
 
 

@@ -141,6 +141,9 @@ class SimMachine:
         model is listed in ``config_warnings``."""
         self.gcodes_dir = Path(gcodes_dir)
         self.now = float(now)
+        #: klippy's log file, reported in ``info`` (None: klippy started without ``-l``)
+        self.log_file: str | None = None
+        self.last_restart = ""  # the command of the last restart, for klippy's log
         self.output: Callable[[str], None] = _discard
         self._rng = random.Random(seed)
         self.config_warnings: list[str] = []
@@ -246,6 +249,7 @@ class SimMachine:
 
     def restart(self, firmware: bool) -> None:
         """RESTART / FIRMWARE_RESTART: a fresh machine in state "startup"."""
+        self.last_restart = "FIRMWARE_RESTART" if firmware else "RESTART"
         for name, heater in self._heaters.items():
             self._temperatures[name] = heater.temperature
         self._carriage = self._toolhead.live_carriage()
@@ -1207,7 +1211,7 @@ class SimMachine:
             "process_id": os.getpid(),
             "user_id": os.getuid(),
             "group_id": os.getgid(),
-            "log_file": str(data_dir / "logs" / "klippy.log"),
+            "log_file": self.log_file,
             "config_file": str(data_dir / "config" / "printer.cfg"),
             "software_version": SOFTWARE_VERSION,
             "cpu_info": "1 core trioprint simulated CPU",

@@ -111,8 +111,14 @@ class SimKlippy:
         *,
         speed: float = 1.0,
         machine_factory: Callable[[Path, float], SimMachine] | None = None,
+        log_file: Path | None = None,
     ) -> None:
+        """``log_file``: klippy's log (reported in ``info``): the start, restarts, shutdowns
+        and G-code errors, as klippy logs them; without it ``info`` reports none."""
         self.socket_path = socket_path
+        self.log_file = log_file
+        # klippy's log is its own: a logger outside the hierarchy, so nothing propagates
+        self.klippy_log = logging.Logger("klippy")
         self.gcodes_dir = gcodes_dir
         self.speed = speed
         self._factory = machine_factory or (lambda gcodes, now: SimMachine(gcodes, now=now))
@@ -126,6 +132,7 @@ class SimKlippy:
         self._job_wakeup = trio.Event()
         self._restart_at: float | None = None
         self._nursery: trio.Nursery | None = None
+        self._socket_id: tuple[int, int] | None = None
 
     # -- time ------------------------------------------------------------------------------
 
@@ -147,36 +154,63 @@ class SimKlippy:
         self.gcodes_dir.mkdir(parents=True, exist_ok=True)  # where users put files to print
         self._real0 = trio.current_time()
         self._sim0 = time.monotonic()  # eventtimes look like klippy's (seconds since boot)
+        listener = self._listen()
+        close_log = self._open_log()
         self.machine = self._new_machine()
         self.machine.finish_startup()
-        listener = self._listen()
-        async with listener, trio.open_nursery() as nursery:
-            self._nursery = nursery
-            nursery.start_soon(self._ticker)
-            nursery.start_soon(self._job_driver)
-            log.debug("simulated printer serving klippy's API at %s", self.socket_path)
-            task_status.started()
-            try:
-                while True:
-                    stream = await listener.accept()
-                    self._numbers += 1
-                    nursery.start_soon(self._serve_client, _Client(self._numbers, stream))
-            finally:
-                with contextlib.suppress(OSError):
-                    self.socket_path.unlink()
+        try:
+            async with listener, trio.open_nursery() as nursery:
+                self._nursery = nursery
+                nursery.start_soon(self._ticker)
+                nursery.start_soon(self._job_driver)
+                log.debug("simulated printer serving klippy's API at %s", self.socket_path)
+                task_status.started()
+                try:
+                    while True:
+                        stream = await listener.accept()
+                        self._numbers += 1
+                        nursery.start_soon(self._serve_client, _Client(self._numbers, stream))
+                finally:
+                    self._remove_socket()
+        finally:
+            self.klippy_log.info("Stopped (the simulated printer ends with trioprint)")
+            close_log()
+
+    def _open_log(self) -> Callable[[], None]:
+        if self.log_file is None:
+            return lambda: None
+        from .. import __version__
+        from ..logs import open_log_file
+
+        banner = (
+            f"Starting Klippy... (simulated by trioprint {__version__}, speed {self.speed:g}, "
+            f"API socket {self.socket_path})"
+        )
+        try:
+            return open_log_file(self.log_file, self.klippy_log, banner)
+        except OSError as exc:
+            log.warning("simulator: cannot write %s: %s", self.log_file, exc.strerror or exc)
+            self.log_file = None
+            return lambda: None
 
     def _new_machine(self) -> SimMachine:
         machine = self._factory(self.gcodes_dir, self.now())
         machine.output = self._output
+        machine.log_file = None if self.log_file is None else str(self.log_file)
         return machine
 
     def _listen(self) -> trio.SocketListener:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             self.socket_path.parent.mkdir(parents=True, exist_ok=True)
-            with contextlib.suppress(FileNotFoundError):
-                self.socket_path.unlink()  # a stale socket from a previous run
+            self._remove_stale_socket()
+        except OSError as exc:
+            raise StartupError(
+                f"cannot serve the simulated printer at {self.socket_path}: {exc.strerror or exc}"
+            ) from None
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
             sock.bind(os.fspath(self.socket_path))
+            self._socket_id = _file_id(self.socket_path)
             sock.listen(16)
         except OSError as exc:
             sock.close()
@@ -184,6 +218,35 @@ class SimKlippy:
                 f"cannot serve the simulated printer at {self.socket_path}: {exc.strerror or exc}"
             ) from None
         return trio.SocketListener(trio.socket.from_stdlib_socket(sock))
+
+    def _remove_stale_socket(self) -> None:
+        """Unlink a socket left by a previous run; never one another process is serving."""
+        if not os.path.lexists(self.socket_path):
+            return
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        probe.settimeout(1.0)  # a local connect answers at once, unless the backlog is full
+        try:
+            probe.connect(os.fspath(self.socket_path))
+        except ConnectionRefusedError:  # nobody listens: stale
+            self.socket_path.unlink(missing_ok=True)
+            return
+        except FileNotFoundError:
+            return
+        except TimeoutError:
+            pass  # someone listens but is busy: in use all the same
+        finally:
+            probe.close()
+        raise StartupError(
+            f"cannot serve the simulated printer at {self.socket_path}: another process "
+            "serves it (another trioprint on this data folder?)"
+        )
+
+    def _remove_socket(self) -> None:
+        """Unlink the socket when stopping, if the path still is the one this simulator bound."""
+        if self._socket_id is not None and _file_id(self.socket_path) == self._socket_id:
+            with contextlib.suppress(OSError):
+                self.socket_path.unlink()
+        self._socket_id = None
 
     async def _ticker(self) -> None:
         deadline = trio.current_time()
@@ -216,6 +279,11 @@ class SimKlippy:
                 )
 
     def _output(self, line: str) -> None:
+        if line.startswith("!!") or "Klipper state:" in line:  # what klippy logs of it
+            self.klippy_log.info("%s", line)
+            if "Klipper state: Shutdown" in line and self.machine is not None:
+                reason = self.machine.state_message.splitlines()[0]
+                self.klippy_log.info("Transition to shutdown state: %s", reason)
         for client in list(self._clients.values()):
             if client.output_template is not None:
                 client.send_templated(client.output_template, {"response": line})
@@ -361,6 +429,7 @@ class SimKlippy:
             for scope in list(self._scripts):
                 scope.cancel()
         if machine.state == "startup":
+            self.klippy_log.info("%s requested by a G-code command", machine.last_restart)
             self._restart_pending(machine)
 
     async def _drive(self, steps: Iterator[Step], machine: SimMachine) -> None:
@@ -429,6 +498,7 @@ class SimKlippy:
             scope.cancel()
 
     def _restart(self, *, firmware: bool) -> None:
+        self.klippy_log.info("%s requested", "FIRMWARE_RESTART" if firmware else "RESTART")
         machine = self._advance()
         for scope in list(self._scripts):
             scope.cancel()
@@ -447,3 +517,11 @@ class SimKlippy:
 
 class _Refused(Exception):
     """A request klippy's webhooks would refuse; the message is klippy's."""
+
+
+def _file_id(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
