@@ -265,13 +265,14 @@ class MarlinSim:
                 self._busy_next = None
 
     def _finish(self, send_ok: bool) -> None:
-        command = self._commands.popleft()
+        command = self._commands[0]
+        if send_ok and not self.halted:
+            self._ok(command.number)  # its slot is still taken (Marlin frees it after the ok)
+        self._commands.popleft()
         self.executed.append(command)
         self._running = None
         self._wait = None
         self._busy_next = None
-        if send_ok and not self.halted:
-            self._ok(command.number)
 
     def _ok(self, number: int | None, extra: str = "", *, plain: bool = False) -> None:
         if self._drop_oks or self._chance(self.options.faults.drop_ok):
@@ -281,8 +282,7 @@ class MarlinSim:
         if self.options.advanced_ok and not extra and not plain:
             if number is not None:
                 text += f" N{number}"
-            queued = len(self._commands) + (1 if self._running is not None else 0)
-            free = self.options.command_buffer - queued
+            free = self.options.command_buffer - len(self._commands)
             text += f" P{self.planner.free(self.time)} B{max(free, 0)}"
         self._emit(text + extra)
 
