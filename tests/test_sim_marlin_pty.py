@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import termios
-import tty
 from pathlib import Path
 
 import trio
@@ -15,37 +13,7 @@ from trioprint.sim.marlin import MarlinSim
 from trioprint.sim.marlin_parts import with_checksum
 from trioprint.sim.marlin_pty import MarlinPty, default_link
 
-
-class Tty:
-    """The host side: the slave opened with os.open, raw, non-blocking."""
-
-    def __init__(self, path: str) -> None:
-        self.fd = os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
-        tty.setraw(self.fd, termios.TCSANOW)  # TCSAFLUSH would drop "start"
-        self.buffer = b""
-
-    def close(self) -> None:
-        os.close(self.fd)
-
-    def write(self, line: str) -> None:
-        os.write(self.fd, line.encode() + b"\n")
-
-    async def line(self) -> str:
-        with trio.fail_after(10):
-            while b"\n" not in self.buffer:
-                await trio.lowlevel.wait_readable(self.fd)
-                try:
-                    self.buffer += os.read(self.fd, 4096)
-                except BlockingIOError:
-                    continue
-        line, _, self.buffer = self.buffer.partition(b"\n")
-        return line.decode()
-
-    async def until_ok(self) -> list[str]:
-        lines = [await self.line()]
-        while not lines[-1].startswith("ok"):
-            lines.append(await self.line())
-        return lines
+from .serial_host import Tty
 
 
 async def test_pty_m115_m105_g28(tmp_path: Path) -> None:
