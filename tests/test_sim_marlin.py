@@ -123,6 +123,16 @@ def test_line_errors_request_resends_and_drop_the_buffer() -> None:
     assert host.sim.last_line == 0
 
 
+def test_lines_queued_behind_a_numbered_m110_are_kept() -> None:
+    host = Host()
+    host.send("G4 S1")  # blocks: the next lines wait in the receive buffer
+    burst = [with_checksum("N2 M110 N10"), with_checksum("N11 G90"), with_checksum("N12 G90")]
+    host.sim.feed("\n".join(burst).encode() + b"\n", host.now)
+    assert host.wait(1.0) == ["ok", "ok", "ok", "ok"]
+    assert host.raw(with_checksum("N13 G90")) == ["ok"]  # M110 ran after N12 was checked
+    assert [c.number for c in host.sim.executed] == [1, 10, 11, 12, 13]
+
+
 def test_moves_take_their_time_in_a_four_deep_planner() -> None:
     host = Host()
     host.send("G28")

@@ -591,7 +591,10 @@ class MarlinSim:
     # the rest
 
     def m110(self, code: str, words: Words, command: str) -> Command:
-        if "N" in words and not math.isnan(words["N"]):
+        # a numbered "N<n> M110 N<m>" set the line number when it was checked (queued);
+        # setting it again here would refuse the lines queued after it
+        numbered = self._commands[0].number is not None
+        if "N" in words and not math.isnan(words["N"]) and not numbered:
             self.last_line = int(words["N"])
         return True
         yield  # pragma: no cover
