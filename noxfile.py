@@ -22,7 +22,12 @@ PYTHON = "3.11"
 def tests(session: nox.Session) -> None:
     """The whole test suite, with real klippy and Moonraker 0.11 for the integration tests."""
     session.install("-e", ".[test]")
-    env = {"HYPOTHESIS_PROFILE": "ci", **provision_klippy(session), **provision_moonraker(session)}
+    env = {
+        "HYPOTHESIS_PROFILE": "ci",
+        **provision_klippy(session),
+        **provision_moonraker(session),
+        **provision_octoprint(session),
+    }
     _ensure_chromium(session)
     # In parallel, one worker per core (pytest-xdist): the tests are independent (each has its
     # own tmp_path, free ports, its own peers). A short base folder: the tests' data folders
@@ -84,6 +89,57 @@ def provision_moonraker(session: nox.Session) -> dict[str, str]:
         session.warn(f"Moonraker unavailable: its fidelity test is skipped (fails under CI): {exc}")
         return {"TRIOPRINT_MOONRAKER": ""}
     return {"TRIOPRINT_MOONRAKER": str(moonraker)}
+
+
+# OctoPrint's VirtualPrinter (a Marlin imitation) for the serial link's tests, run by
+# tests/virtual_printer_bridge.py: OctoPrint without its dependencies, plus only what the import
+# chain of its settings, plugin manager and virtual printer needs (its own pins).
+OCTOPRINT = ("octoprint==1.11.8", "python", "octoprint-1.11")
+OCTOPRINT_IMPORT_CHAIN = (
+    "frozendict>=2.4.6,<3",
+    "Jinja2>=3.1.2,<4",
+    "more-itertools>=10.5.0",
+    "netaddr>=1.3.0,<1.4",
+    "netifaces>=0.11.0,<0.12",
+    "packaging",
+    "pydantic>=2.10.6,<3",
+    "pyserial>=3.5,<4",
+    "PyYAML>=6.0.2,<7",
+    "requests>=2.32.3,<3",
+    "webassets>=2.0,<3",
+    "werkzeug>=3.0.6,<3.1",
+)
+_OCTOPRINT_CHECK = (
+    "from octoprint.plugin import PluginSettings, plugin_manager; "
+    "from octoprint.settings import settings; "
+    "from octoprint.plugins.virtual_printer.virtual import VirtualPrinter"
+)
+
+
+def provision_octoprint(session: nox.Session) -> dict[str, str]:
+    """Venv octoprint-1.11 for the VirtualPrinter bridge: ``TRIOPRINT_OCTOPRINT_PYTHON``.
+
+    "" if it cannot be installed: tests/test_virtual_printer_peer.py then skips (fails under CI).
+    """
+    requirement, script, name = OCTOPRINT
+    marker_text = " ".join((requirement, *OCTOPRINT_IMPORT_CHAIN))
+    venv = _peer_dir(session, name)
+    python = venv / "bin" / script
+    marker = venv / _MARKER
+    if python.exists() and marker.exists() and marker.read_text() == marker_text:
+        return {"TRIOPRINT_OCTOPRINT_PYTHON": str(python)}
+    session.log(f"provisioning {requirement} (no deps, its import chain only) in {venv}")
+    try:
+        session.run("python", "-m", "venv", "--clear", str(venv), silent=True)
+        pip = (str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check")
+        session.run(*pip, "--no-deps", requirement, external=True)
+        session.run(*pip, *OCTOPRINT_IMPORT_CHAIN, external=True)
+        session.run(str(python), "-W", "ignore", "-c", _OCTOPRINT_CHECK, external=True)
+    except nox.command.CommandFailed as exc:
+        session.warn(f"OctoPrint unavailable: its VirtualPrinter tests skip (fail under CI): {exc}")
+        return {"TRIOPRINT_OCTOPRINT_PYTHON": ""}
+    marker.write_text(marker_text)
+    return {"TRIOPRINT_OCTOPRINT_PYTHON": str(python)}
 
 
 def _peer_dir(session: nox.Session, name: str) -> Path:

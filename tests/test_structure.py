@@ -9,10 +9,21 @@ import pytest
 
 SRC = Path(__file__).resolve().parent.parent / "src" / "trioprint"
 DOMAIN = SRC / "domain"
-#: The simulated printer's model is pure too; only its server and entry point do I/O.
-SIM_MODEL = [p for p in (SRC / "sim").glob("*.py") if p.name not in ("server.py", "__main__.py")]
+#: The simulated printers' models are pure too; only their servers (server.py: klippy,
+#: marlin_pty.py: Marlin on a pty) and the entry point do I/O.
+SIM_SERVERS = ("server.py", "__main__.py", "marlin_pty.py")
+SIM_MODEL = [p for p in (SRC / "sim").glob("*.py") if p.name not in SIM_SERVERS]
 #: Package modules a pure module may not import (they import Trio or do I/O).
-IMPURE = ("transport", "components", "app", "bus", "cli", "logs", "sim.server")
+IMPURE = (
+    "transport",
+    "components",
+    "app",
+    "bus",
+    "cli",
+    "logs",
+    "sim.server",
+    "sim.marlin_pty",
+)
 FORBIDDEN = {"trio", "trio_websocket", "quart", "quart_trio", "hypercorn", "trio_serial"}
 
 
