@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from trioprint.components.mqtt import load_mqtt_config
+from trioprint.config import load_config
 from trioprint.domain import mqtt_discovery
 from trioprint.domain.mqtt import (
     MqttConfigError,
@@ -14,6 +18,7 @@ from trioprint.domain.mqtt import (
     parse_section,
     status_messages,
 )
+from trioprint.errors import ConfigError
 
 
 def test_defaults_are_moonrakers() -> None:
@@ -125,3 +130,15 @@ def test_discovery_state_and_commands() -> None:
     for object_id, payload in [("bed_target_set", b"151"), ("pause", b"x"), ("nope", b"1")]:
         with pytest.raises(mqtt_discovery.CommandError):
             discovery.command(discovery.command_topic(object_id), payload)
+
+
+def test_bad_section_is_a_config_error(tmp_path: Path) -> None:
+    conf = tmp_path / "trioprint.conf"
+    conf.write_text("[mqtt]\naddress: b\ndefault_qos: 5\n")
+    config = load_config(conf, tmp_path)
+    assert not any("[mqtt]" in w for w in config.warnings)  # a known section
+    with pytest.raises(ConfigError, match=r"trioprint.conf: \[mqtt\] default_qos: expected"):
+        load_mqtt_config(config)
+    conf.write_text(f"[mqtt]\naddress: b\npassword_file: {tmp_path}/missing\n")
+    with pytest.raises(ConfigError, match="password_file: cannot read"):
+        load_mqtt_config(load_config(conf, tmp_path))
