@@ -29,6 +29,7 @@ def tests(session: nox.Session) -> None:
         **provision_octoprint(session),
     }
     _ensure_chromium(session)
+    _ensure_mosquitto(session)
     # In parallel, one worker per core (pytest-xdist): the tests are independent (each has its
     # own tmp_path, free ports, its own peers). A short base folder: the tests' data folders
     # hold AF_UNIX sockets, whose paths may be at most 107 bytes, and xdist nests deeper.
@@ -217,6 +218,35 @@ def _ensure_chromium(session: nox.Session) -> None:
     session.run("apt-get", "update", "-qq", external=True, env=apt_env, silent=True)
     apt_install = ("apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium")
     session.run(*apt_install, external=True, env=apt_env, silent=True)
+
+
+MOSQUITTO = Path("/usr/sbin/mosquitto")
+
+
+def _ensure_mosquitto(session: nox.Session) -> None:
+    """The MQTT tests start Debian's mosquitto themselves (tests/mqtt_broker.py): install it
+    with apt if missing and possible; without it they are skipped (and fail under CI). Only the
+    binary is used: the package's own service is stopped and disabled if apt started it."""
+    if MOSQUITTO.exists():
+        return
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        session.warn(f"{MOSQUITTO} missing: the MQTT tests are skipped (apt-get install mosquitto)")
+        return
+    session.log("installing mosquitto with apt-get (the MQTT tests start it on a free port)")
+    # policy-rc.d exit 101: the package's service is not started (no init system is needed)
+    policy = Path("/usr/sbin/policy-rc.d")
+    created = not policy.exists()
+    if created:
+        policy.write_text("#!/bin/sh\nexit 101\n")
+        policy.chmod(0o755)
+    apt_env = {"DEBIAN_FRONTEND": "noninteractive"}
+    try:
+        session.run("apt-get", "update", "-qq", external=True, env=apt_env, silent=True)
+        apt_install = ("apt-get", "install", "-y", "-qq", "--no-install-recommends", "mosquitto")
+        session.run(*apt_install, external=True, env=apt_env, silent=True)
+    finally:
+        if created:
+            policy.unlink(missing_ok=True)
 
 
 @nox.session(python=PYTHON)

@@ -51,6 +51,7 @@ from .components.klippy import Klippy
 from .components.klippy_endpoints import KlippyEndpoints
 from .components.machine import Machine
 from .components.metadata import MetadataStore
+from .components.mqtt import Mqtt, load_mqtt_config
 from .components.octoprint_api import OctoPrintApi
 from .components.octoprint_events import OctoPrintEvents
 from .components.printer import Printer
@@ -204,6 +205,14 @@ class Instance:
         )
         # [event_hook NAME] sections: OctoPrint events run commands (their warnings shown too)
         self.event_hooks = EventHooks(config, self.bus, self.klippy)
+        # [mqtt]: the API, klippy's status and Home Assistant discovery over a broker
+        mqtt_config, mqtt_warnings = load_mqtt_config(config)
+        self.warnings.extend(mqtt_warnings)
+        self.mqtt = (
+            Mqtt(mqtt_config, self.registry, self.klippy, self.websockets)
+            if mqtt_config is not None
+            else None
+        )
         self.warnings.extend(self.event_hooks.warnings)
         self.octoprint_events = OctoPrintEvents(
             self.bus,
@@ -233,6 +242,7 @@ class Instance:
             self.event_hooks,  # before the OctoPrint events, so that the hooks hear Startup
             self.octoprint_events,
             self.extensions,
+            *([self.mqtt] if self.mqtt is not None else []),
         ]
         for component in [self.database, *self.components]:
             self.registry.add_component(component)
@@ -454,6 +464,7 @@ def read_config(options: Options) -> Config:
     path = options.config_file or default_config_path(options.data_dir)
     config = load_config(path, options.data_dir)
     config = config.with_overrides(host=options.host, port=options.port)
+    load_mqtt_config(config)  # a bad [mqtt] section is a start-up (or restart) error
     if options.frontend is not None:
         config = attrs.evolve(
             config, frontend=attrs.evolve(config.frontend, path=str(options.frontend))

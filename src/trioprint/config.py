@@ -269,6 +269,7 @@ _BARE_PREFIXES = frozenset({"update_manager"})
 _TOLERATED = frozenset(
     {
         "octoprint_compat",
+        "mqtt",  # read by components/mqtt.py
         "data_store",
         "proc_stats",
         "job_state",

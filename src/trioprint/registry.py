@@ -48,7 +48,10 @@ _ENDPOINT_ATTR = "__trioprint_endpoints__"
 class Transport(enum.Flag):
     HTTP = enum.auto()
     WEBSOCKET = enum.auto()
-    ALL = HTTP | WEBSOCKET
+    #: JSON-RPC over an MQTT broker (``[mqtt]``): every method the websocket has, but those
+    #: declared for the websocket alone (a connection's own methods) and the MQTT endpoints.
+    MQTT = enum.auto()
+    ALL = HTTP | WEBSOCKET | MQTT
 
 
 class Connection(Protocol):

@@ -86,7 +86,7 @@ async def _run(
     if ep is None:
         return rpc.error(req_id, rpc.METHOD_NOT_FOUND, f"Method not found: {entry.method}")
     if not ep.transports & caller.transport:
-        name = "HTTP" if caller.transport is Transport.HTTP else "WEBSOCKET"
+        name = {Transport.HTTP: "HTTP", Transport.MQTT: "MQTT"}.get(caller.transport, "WEBSOCKET")
         message = f"Method not found for transport {name}: {entry.method}"
         return rpc.error(req_id, rpc.METHOD_NOT_FOUND, message)
     user = caller.connection.user if caller.connection is not None else caller.user

@@ -277,6 +277,7 @@ class WebsocketManager:
         self._closing = False
         self._close_listeners: list[Callable[[WebsocketConnection], None]] = []
         self._open_listeners: list[Callable[[WebsocketConnection], None]] = []
+        self._broadcast_listeners: list[Callable[[str, list[Any] | None], None]] = []
 
     @property
     def count(self) -> int:
@@ -296,10 +297,20 @@ class WebsocketManager:
         """Call ``listener(connection)`` when a connection is accepted (it must not block)."""
         self._open_listeners.append(listener)
 
+    def add_broadcast_listener(self, listener: Callable[[str, list[Any] | None], None]) -> None:
+        """Call ``listener(method, params)`` for every notification broadcast to the clients
+        (the MQTT notification topic); it must not block."""
+        self._broadcast_listeners.append(listener)
+
     def broadcast(
         self, method: str, params: list[Any] | None = None, *, exclude: int | None = None
     ) -> None:
         """Send one notification to every client (but ``exclude``), encoding it once."""
+        for listener in self._broadcast_listeners:
+            try:
+                listener(method, params)
+            except Exception:
+                log.exception("broadcast listener failed")
         if not self._connections:
             return
         text = _encode_notification(method, params)
