@@ -35,7 +35,8 @@ def served_rows() -> set[tuple[str | None, str | None]]:
 def registered_rows(tmp_path: Path) -> set[tuple[str | None, str | None]]:
     # the update manager's endpoints are there only with its section
     conf = tmp_path / "trioprint.conf"
-    conf.write_text("[update_manager]\n")
+    # (and the sensors', the notifiers' and Spoolman's only with theirs)
+    conf.write_text("[update_manager]\n[sensor s]\ntype: mqtt\n")
     instance = Instance(load_config(conf, tmp_path))
     rows = set()
     for ep in instance.registry.endpoints():

@@ -52,6 +52,7 @@ from .components.metadata import MetadataStore
 from .components.octoprint_api import OctoPrintApi
 from .components.octoprint_events import OctoPrintEvents
 from .components.printer import Printer
+from .components.sensors import Sensors
 from .components.server import ServerCore
 from .components.update_manager import UpdateManager, is_configured
 from .components.uploads import handle_upload
@@ -200,6 +201,13 @@ class Instance:
             config.data_dir,
             warnings=self.warnings,
         )
+        # [sensor NAME] sections (server.sensors.*): only when configured, as Moonraker
+        sensor_sections = config.sections_with_prefix("sensor")
+        self.sensors = (
+            Sensors(sensor_sections, self.websockets, self.history, warnings=self.warnings)
+            if sensor_sections
+            else None
+        )
         # [event_hook NAME] sections: OctoPrint events run commands (their warnings shown too)
         self.event_hooks = EventHooks(config, self.bus, self.klippy)
         self.warnings.extend(self.event_hooks.warnings)
@@ -228,6 +236,7 @@ class Instance:
             self.announcements,
             *([self.update_manager] if self.update_manager is not None else []),
             self.webcams,
+            *([self.sensors] if self.sensors is not None else []),
             self.event_hooks,  # before the OctoPrint events, so that the hooks hear Startup
             self.octoprint_events,
             self.extensions,
