@@ -36,7 +36,10 @@ def registered_rows(tmp_path: Path) -> set[tuple[str | None, str | None]]:
     # the update manager's endpoints are there only with its section
     conf = tmp_path / "trioprint.conf"
     # (and the sensors', the notifiers' and Spoolman's only with theirs)
-    conf.write_text("[update_manager]\n[sensor s]\ntype: mqtt\n")
+    conf.write_text(
+        "[update_manager]\n[sensor s]\ntype: mqtt\n"
+        "[notifier n]\nurl: json://127.0.0.1:9/\nevents: *\n"
+    )
     instance = Instance(load_config(conf, tmp_path))
     rows = set()
     for ep in instance.registry.endpoints():

@@ -49,6 +49,7 @@ from .components.klippy import Klippy
 from .components.klippy_endpoints import KlippyEndpoints
 from .components.machine import Machine
 from .components.metadata import MetadataStore
+from .components.notifiers import Notifiers
 from .components.octoprint_api import OctoPrintApi
 from .components.octoprint_events import OctoPrintEvents
 from .components.printer import Printer
@@ -208,6 +209,13 @@ class Instance:
             if sensor_sections
             else None
         )
+        # [notifier NAME] sections: job events sent through apprise, in the background
+        notifier_sections = config.sections_with_prefix("notifier")
+        self.notifiers = (
+            Notifiers(notifier_sections, self.klippy, warnings=self.warnings)
+            if notifier_sections
+            else None
+        )
         # [event_hook NAME] sections: OctoPrint events run commands (their warnings shown too)
         self.event_hooks = EventHooks(config, self.bus, self.klippy)
         self.warnings.extend(self.event_hooks.warnings)
@@ -237,6 +245,7 @@ class Instance:
             *([self.update_manager] if self.update_manager is not None else []),
             self.webcams,
             *([self.sensors] if self.sensors is not None else []),
+            *([self.notifiers] if self.notifiers is not None else []),
             self.event_hooks,  # before the OctoPrint events, so that the hooks hear Startup
             self.octoprint_events,
             self.extensions,

@@ -261,7 +261,7 @@ _TYPED: dict[str, type[Any]] = {
 _FIELDS = {name: frozenset(a.name for a in attrs.fields(cls)) for name, cls in _TYPED.items()}
 
 #: ``[PREFIX NAME]`` sections that components read themselves (``[include]`` is read here).
-_PREFIXES = ("event_hook", "power", "sensor", "update_manager", "webcam")
+_PREFIXES = ("event_hook", "notifier", "power", "sensor", "update_manager", "webcam")
 #: Prefixes whose bare section is fine too (``[update_manager]`` beside ``[update_manager NAME]``).
 _BARE_PREFIXES = frozenset({"update_manager"})
 
