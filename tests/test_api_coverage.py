@@ -39,6 +39,7 @@ def registered_rows(tmp_path: Path) -> set[tuple[str | None, str | None]]:
     conf.write_text(
         "[update_manager]\n[sensor s]\ntype: mqtt\n"
         "[notifier n]\nurl: json://127.0.0.1:9/\nevents: *\n"
+        "[spoolman]\nserver: http://127.0.0.1:9\n"
     )
     instance = Instance(load_config(conf, tmp_path))
     rows = set()

@@ -55,10 +55,12 @@ from .components.octoprint_events import OctoPrintEvents
 from .components.printer import Printer
 from .components.sensors import Sensors
 from .components.server import ServerCore
+from .components.spoolman import Spoolman
 from .components.update_manager import UpdateManager, is_configured
 from .components.uploads import handle_upload
 from .components.webcams import Webcams
 from .config import Config, default_config_path, load_config
+from .domain.spoolman import SpoolmanError
 from .errors import ConfigError, StartupError
 from .registry import Registry
 from .sim.config import ConfigError as SimConfigError
@@ -216,6 +218,19 @@ class Instance:
             if notifier_sections
             else None
         )
+        # [spoolman]: the active spool and its filament use, reported to Spoolman
+        self.spoolman: Spoolman | None = None
+        if "spoolman" in config.sections:
+            try:
+                self.spoolman = Spoolman(
+                    config.section("spoolman"),
+                    self.klippy,
+                    self.database,
+                    self.websockets,
+                    self.history,
+                )
+            except SpoolmanError as exc:
+                self.warnings.append(f"{exc}; Spoolman not loaded")
         # [event_hook NAME] sections: OctoPrint events run commands (their warnings shown too)
         self.event_hooks = EventHooks(config, self.bus, self.klippy)
         self.warnings.extend(self.event_hooks.warnings)
@@ -246,6 +261,7 @@ class Instance:
             self.webcams,
             *([self.sensors] if self.sensors is not None else []),
             *([self.notifiers] if self.notifiers is not None else []),
+            *([self.spoolman] if self.spoolman is not None else []),
             self.event_hooks,  # before the OctoPrint events, so that the hooks hear Startup
             self.octoprint_events,
             self.extensions,
