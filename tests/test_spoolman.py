@@ -298,3 +298,20 @@ async def test_the_spools_a_job_used_are_in_its_auxiliary_data(tmp_path: Any) ->
                 "units": None,
             }
         ]
+
+
+async def test_configured_devices_are_listed_as_components(tmp_path: Any) -> None:
+    from trioprint.app import Instance
+    from trioprint.config import load_config
+
+    await trio.lowlevel.checkpoint()
+    conf = tmp_path / "trioprint.conf"
+    conf.write_text("[server]\n")
+    names = Instance(load_config(conf, tmp_path)).component_names()
+    assert not {"sensor", "notifier", "spoolman"} & set(names)
+    conf.write_text(
+        "[sensor s]\ntype: mqtt\n[notifier n]\nurl: json://127.0.0.1:9/\nevents: *\n"
+        "[spoolman]\nserver: 127.0.0.1:7912\n"
+    )
+    names = Instance(load_config(conf, tmp_path)).component_names()
+    assert {"sensor", "notifier", "spoolman"} <= set(names)
