@@ -499,7 +499,7 @@ def test_unknown_sections_and_options_are_kept_and_warned(tmp_path: Path) -> Non
         "[server]\nssl_port: 7130\n[update_manager]\nchannel: dev\n[update_manager klipper]\n"
         "type: git_repo\n[event_hook print]\nevent: PrintStarted\n[power printer]\ntype: gpio\n"
         "[power]\n[machine]\nprovider: none\n[octoprint_compat]\n[announcements]\n"
-        "[history]\nfoo: 1\n[Server]\n[spoolman]\n",
+        "[history]\nfoo: 1\n[Server]\n[no_such_plugin]\n",
     )
     assert c.section("update_manager") == {"channel": "dev"}
     assert c.section("server") == {"ssl_port": "7130"}
@@ -511,7 +511,7 @@ def test_unknown_sections_and_options_are_kept_and_warned(tmp_path: Path) -> Non
         f"{f}:17: [history] foo: unknown option, ignored",
         f"{f}:18: [Server]: section not supported by trioprint, ignored"
         " (section names are case-sensitive: [server]?)",
-        f"{f}:19: [spoolman]: section not supported by trioprint, ignored",
+        f"{f}:19: [no_such_plugin]: section not supported by trioprint, ignored",
     )
     # [update_manager] and [update_manager NAME] are the update manager's to check
     parsed = c.parsed()

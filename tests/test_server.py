@@ -202,7 +202,7 @@ async def test_http_restart_rereads_config_and_keeps_the_old_one_if_broken(
         first = server.instance
         assert first is not None
         # a good change is picked up by the restart
-        config.write_text("[server]\nmax_websocket_connections: 7\n[spoolman]\n")
+        config.write_text("[server]\nmax_websocket_connections: 7\n[no_such_plugin]\n")
         async with httpx.AsyncClient() as http:
             reply = await http.post(f"{live.http}/server/restart")
         assert reply.json() == {"result": "ok"}
@@ -210,7 +210,7 @@ async def test_http_restart_rereads_config_and_keeps_the_old_one_if_broken(
             second = await server.wait_serving(other_than=first)
         assert second.config.server.max_websocket_connections == 7
         assert second.warnings == [
-            f"{config}:3: [spoolman]: section not supported by trioprint, ignored"
+            f"{config}:3: [no_such_plugin]: section not supported by trioprint, ignored"
         ]
         # a broken one is refused: the previous config stays, and server.info says why
         config.write_text("[server]\nmax_websocket_connections: many\n")

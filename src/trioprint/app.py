@@ -52,14 +52,18 @@ from .components.klippy_endpoints import KlippyEndpoints
 from .components.machine import Machine
 from .components.metadata import MetadataStore
 from .components.mqtt import Mqtt, load_mqtt_config
+from .components.notifiers import Notifiers
 from .components.octoprint_api import OctoPrintApi
 from .components.octoprint_events import OctoPrintEvents
 from .components.printer import Printer
+from .components.sensors import Sensors
 from .components.server import ServerCore
+from .components.spoolman import Spoolman
 from .components.update_manager import UpdateManager, is_configured
 from .components.uploads import handle_upload
 from .components.webcams import Webcams
 from .config import Config, default_config_path, load_config
+from .domain.spoolman import SpoolmanError
 from .errors import ConfigError, StartupError
 from .registry import Registry
 from .sim.config import ConfigError as SimConfigError
@@ -203,6 +207,33 @@ class Instance:
             config.data_dir,
             warnings=self.warnings,
         )
+        # [sensor NAME] sections (server.sensors.*): only when configured, as Moonraker
+        sensor_sections = config.sections_with_prefix("sensor")
+        self.sensors = (
+            Sensors(sensor_sections, self.websockets, self.history, warnings=self.warnings)
+            if sensor_sections
+            else None
+        )
+        # [notifier NAME] sections: job events sent through apprise, in the background
+        notifier_sections = config.sections_with_prefix("notifier")
+        self.notifiers = (
+            Notifiers(notifier_sections, self.klippy, warnings=self.warnings)
+            if notifier_sections
+            else None
+        )
+        # [spoolman]: the active spool and its filament use, reported to Spoolman
+        self.spoolman: Spoolman | None = None
+        if "spoolman" in config.sections:
+            try:
+                self.spoolman = Spoolman(
+                    config.section("spoolman"),
+                    self.klippy,
+                    self.database,
+                    self.websockets,
+                    self.history,
+                )
+            except SpoolmanError as exc:
+                self.warnings.append(f"{exc}; Spoolman not loaded")
         # [event_hook NAME] sections: OctoPrint events run commands (their warnings shown too)
         self.event_hooks = EventHooks(config, self.bus, self.klippy)
         # [mqtt]: the API, klippy's status and Home Assistant discovery over a broker
@@ -239,6 +270,9 @@ class Instance:
             self.announcements,
             *([self.update_manager] if self.update_manager is not None else []),
             self.webcams,
+            *([self.sensors] if self.sensors is not None else []),
+            *([self.notifiers] if self.notifiers is not None else []),
+            *([self.spoolman] if self.spoolman is not None else []),
             self.event_hooks,  # before the OctoPrint events, so that the hooks hear Startup
             self.octoprint_events,
             self.extensions,

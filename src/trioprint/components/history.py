@@ -44,6 +44,7 @@ from ..domain.history import (
     load_totals,
     parse_uid,
 )
+from ..domain.history_fields import HistoryField
 from ..domain.kv import KeyValueStore
 from ..errors import ApiError
 from ..registry import Call, NoParams, endpoint
@@ -164,6 +165,8 @@ class History:
         self._checkpointed = -math.inf
         self._dropped = 0
         self._idle = trio.Event()
+        #: Other components' per-job fields (sensors, Spoolman), in each job's auxiliary_data.
+        self.auxiliary_fields: list[HistoryField] = []
         klippy.set_internal_subscription(
             "history", {"print_stats": list(STATS_FIELDS), "webhooks": ["state"]}, self._on_status
         )
@@ -187,6 +190,26 @@ class History:
     async def settled(self) -> None:
         """Wait until every input so far has been carried out (for tests and callers)."""
         await self._idle.wait()
+
+    def register_auxiliary_field(self, field: HistoryField) -> None:
+        """Track ``field`` per job (its updates count while a job runs)."""
+        for known in self.auxiliary_fields:
+            if (known.provider, known.name) == (field.provider, field.name):
+                raise ValueError(f"field {field.name} already registered by {field.provider}")
+        field.enabled = self._tracking_enabled
+        self.auxiliary_fields.append(field)
+
+    def _tracking_enabled(self, check_paused: bool) -> bool:
+        if self.tracker.current is None:
+            return False
+        return not (check_paused and self.tracker.last_stats.get("state") == "paused")
+
+    def _set_auxiliary_data(self, job: Job, *, start: bool = False) -> None:
+        if not self.auxiliary_fields:
+            return
+        for field in self.auxiliary_fields if start else ():
+            field.reset()
+        job.auxiliary_data = [field.as_dict() for field in self.auxiliary_fields]
 
     # -- the lifecycle -----------------------------------------------------------------------
 
@@ -244,6 +267,7 @@ class History:
             if known is None:  # its start is not stored yet (or was deleted by a client)
                 return
             job.metadata = known.metadata
+            self._set_auxiliary_data(job)
             self.jobs[job.job_id] = job
             try:
                 await self._db.insert_item(NAMESPACE, [job.uid], job.stored())
@@ -301,6 +325,7 @@ class History:
 
     async def _apply(self, decision: Decision) -> None:
         job = decision.job
+        self._set_auxiliary_data(job, start=isinstance(decision, JobStarted))
         metadata = await self._snapshot(job.filename)
         async with self._lock:
             known = self.jobs.get(job.job_id)

@@ -1,17 +1,20 @@
-"""A small HTTP/1.1 GET client on Trio streams, with h11 (which hypercorn already brings).
+"""A small HTTP/1.1 client on Trio streams, with h11 (which hypercorn already brings).
 
-Enough for fetching a feed: ``http`` and ``https`` (certificates checked against the system's
-store), a few redirects, ``Connection: close``, no compression, a bounded body and one
-deadline for the whole exchange (name resolution, connection, TLS handshake, request, answer
-and redirects). Every failure is an :class:`HttpError` with a one-line reason; nothing is
-retried here.
+Enough for fetching a feed (:func:`http_get`) and for a JSON API (:func:`http_request`: any
+method, an optional JSON body, no redirects): ``http`` and ``https`` (certificates checked
+against the system's store), a few redirects, ``Connection: close``, no compression, a
+bounded body and one deadline for the whole exchange (name resolution, connection, TLS
+handshake, request, answer and redirects). Every failure is an :class:`HttpError` with a
+one-line reason; nothing is retried here.
 """
 
 from __future__ import annotations
 
+import json
 import ssl
 import urllib.parse
 from collections.abc import Mapping
+from typing import Any
 
 import attrs
 import h11
@@ -65,7 +68,37 @@ async def http_get(
         raise HttpError(f"no complete answer within {limit:g} s") from None
 
 
-async def _get_once(url: str, headers: Mapping[str, str], max_body: int) -> HttpResponse:
+async def http_request(
+    method: str,
+    url: str,
+    json_body: Any = None,
+    headers: Mapping[str, str] | None = None,
+    *,
+    limit: float = 10.0,
+    max_body: int = MAX_BODY,
+) -> HttpResponse:
+    """``method`` ``url`` with ``json_body`` (None: no body) as JSON, within ``limit`` seconds;
+    redirects are not followed. Failures as :func:`http_get`'s."""
+    body = None if json_body is None else json.dumps(json_body).encode()
+    extra = dict(headers or {})
+    if body is not None:
+        extra.setdefault("Content-Type", "application/json")
+    extra.setdefault("Accept", "application/json")
+    try:
+        with trio.fail_after(limit):
+            return await _get_once(url, extra, max_body, method=method, body=body)
+    except trio.TooSlowError:
+        raise HttpError(f"no complete answer within {limit:g} s") from None
+
+
+async def _get_once(
+    url: str,
+    headers: Mapping[str, str],
+    max_body: int,
+    *,
+    method: str = "GET",
+    body: bytes | None = None,
+) -> HttpResponse:
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https"):
         raise HttpError(f"unsupported URL scheme in {url!r}")
@@ -85,6 +118,7 @@ async def _get_once(url: str, headers: Mapping[str, str], max_body: int) -> Http
         ("User-Agent", f"trioprint/{__version__}"),
         ("Accept-Encoding", "identity"),
         ("Connection", "close"),
+        *(() if body is None else [("Content-Length", str(len(body)))]),
         *((k, v) for k, v in headers.items()),
     ]
     try:
@@ -94,7 +128,9 @@ async def _get_once(url: str, headers: Mapping[str, str], max_body: int) -> Http
                 tls = trio.SSLStream(stream, _ssl_context(), server_hostname=host)
                 await tls.do_handshake()
                 stream = tls
-            return await _exchange(stream, target, request_headers, max_body, url)
+            return await _exchange(
+                stream, target, request_headers, max_body, url, method=method, body=body
+            )
     except (OSError, trio.BrokenResourceError, ssl.SSLError) as exc:
         raise HttpError(f"cannot reach {host}:{port}: {exc}") from None
     except h11.ProtocolError as exc:
@@ -107,14 +143,19 @@ async def _exchange(
     headers: list[tuple[str, str]],
     max_body: int,
     url: str,
+    *,
+    method: str = "GET",
+    body: bytes | None = None,
 ) -> HttpResponse:
     conn = h11.Connection(h11.CLIENT)
-    data = conn.send(h11.Request(method="GET", target=target, headers=headers))
+    data = conn.send(h11.Request(method=method, target=target, headers=headers))
+    if body:
+        data += conn.send(h11.Data(data=body))
     data += conn.send(h11.EndOfMessage())
     await stream.send_all(data)
     status = 0
     found: dict[str, str] = {}
-    body = bytearray()
+    answer = bytearray()
     while True:
         event = conn.next_event()
         if event is h11.NEED_DATA:
@@ -126,10 +167,10 @@ async def _exchange(
             for name, value in event.headers:
                 found[name.decode("latin-1").lower()] = value.decode("latin-1")
         elif isinstance(event, h11.Data):
-            body += event.data
-            if len(body) > max_body:
+            answer += event.data
+            if len(answer) > max_body:
                 raise HttpError(f"answer larger than {max_body} bytes")
         elif isinstance(event, h11.EndOfMessage):
-            return HttpResponse(status, found, bytes(body), url)
+            return HttpResponse(status, found, bytes(answer), url)
         elif isinstance(event, h11.ConnectionClosed):
             raise HttpError("the connection closed before the answer was complete")
