@@ -56,7 +56,7 @@ from .components.notifiers import Notifiers
 from .components.octoprint_api import OctoPrintApi
 from .components.octoprint_events import OctoPrintEvents
 from .components.printer import Printer
-from .components.sensors import Sensors
+from .components.sensors import Sensors, mqtt_source
 from .components.server import ServerCore
 from .components.spoolman import Spoolman
 from .components.update_manager import UpdateManager, is_configured
@@ -207,10 +207,24 @@ class Instance:
             config.data_dir,
             warnings=self.warnings,
         )
+        # [mqtt]: the API, klippy's status and Home Assistant discovery over a broker
+        mqtt_config, mqtt_warnings = load_mqtt_config(config)
+        self.warnings.extend(mqtt_warnings)
+        self.mqtt = (
+            Mqtt(mqtt_config, self.registry, self.klippy, self.websockets)
+            if mqtt_config is not None
+            else None
+        )
         # [sensor NAME] sections (server.sensors.*): only when configured, as Moonraker
         sensor_sections = config.sections_with_prefix("sensor")
         self.sensors = (
-            Sensors(sensor_sections, self.websockets, self.history, warnings=self.warnings)
+            Sensors(
+                sensor_sections,
+                self.websockets,
+                self.history,
+                sources={"mqtt": mqtt_source(self.mqtt)} if self.mqtt is not None else None,
+                warnings=self.warnings,
+            )
             if sensor_sections
             else None
         )
@@ -236,14 +250,6 @@ class Instance:
                 self.warnings.append(f"{exc}; Spoolman not loaded")
         # [event_hook NAME] sections: OctoPrint events run commands (their warnings shown too)
         self.event_hooks = EventHooks(config, self.bus, self.klippy)
-        # [mqtt]: the API, klippy's status and Home Assistant discovery over a broker
-        mqtt_config, mqtt_warnings = load_mqtt_config(config)
-        self.warnings.extend(mqtt_warnings)
-        self.mqtt = (
-            Mqtt(mqtt_config, self.registry, self.klippy, self.websockets)
-            if mqtt_config is not None
-            else None
-        )
         self.warnings.extend(self.event_hooks.warnings)
         self.octoprint_events = OctoPrintEvents(
             self.bus,

@@ -3,7 +3,7 @@
 The readings and their checks are pure (:mod:`trioprint.domain.sensors`). Each sensor's type
 names its source: an async function that this component runs for the sensor while it runs,
 feeding :meth:`Sensor.update` (and :meth:`Sensor.fail` when it loses the sensor). Moonraker
-0.11's only type is ``mqtt``, whose source arrives with the ``[mqtt]`` client; until then a
+0.11's only type is ``mqtt`` (:func:`mqtt_source`, given when ``[mqtt]`` is configured); a
 section of a type without a source is reported in the warnings and left out, as Moonraker
 leaves out a sensor of an unknown type. Other code (and the tests) give sources through
 ``sources``.
@@ -25,7 +25,7 @@ import attrs
 import trio
 
 from ..domain.history_fields import HistoryField
-from ..domain.sensors import Sensor, SensorError
+from ..domain.sensors import MqttSensorSpec, Sensor, SensorError
 from ..errors import ApiError
 from ..registry import Call, endpoint
 
@@ -41,6 +41,47 @@ Source = Callable[[Sensor], Awaitable[None]]
 
 class Broadcaster(Protocol):
     def broadcast(self, method: str, params: list[Any] | None = None) -> None: ...
+
+
+class MqttClient(Protocol):
+    """What an MQTT sensor needs of the ``[mqtt]`` component (components/mqtt.py)."""
+
+    def subscribe(
+        self, topic: str, callback: Callable[[bytes], None], qos: int | None = None
+    ) -> Any: ...
+
+    def unsubscribe(self, handle: Any) -> None: ...
+
+
+def mqtt_source(mqtt: MqttClient) -> Source:
+    """The ``mqtt`` type's source: each message on the sensor's ``state_topic`` is rendered by
+    its ``state_response_template`` into measurements, as Moonraker's MQTT sensor does."""
+
+    async def feed(sensor: Sensor) -> None:
+        try:
+            spec = MqttSensorSpec.from_options(sensor.id, sensor.options)
+        except SensorError as exc:
+            log.warning("%s", exc)
+            sensor.fail(str(exc))
+            return
+
+        def on_message(payload: bytes) -> None:
+            try:
+                measurements = spec.measurements(payload)
+            except SensorError as exc:
+                log.warning("sensor %s: %s", sensor.id, exc)
+                sensor.error_state = str(exc)
+                return
+            sensor.error_state = None
+            sensor.update(measurements)
+
+        handle = mqtt.subscribe(spec.state_topic, on_message, spec.qos)
+        try:
+            await trio.sleep_forever()
+        finally:
+            mqtt.unsubscribe(handle)
+
+    return feed
 
 
 class FieldRegistry(Protocol):
@@ -88,7 +129,7 @@ class Sensors:
                 self._warnings.append(f"Failed to configure sensor [sensor {name}]: {exc}")
                 continue
             if sensor.type.lower() not in self._sources:
-                more = " (mqtt sensors come with the [mqtt] client)" * (sensor.type == "mqtt")
+                more = " (type mqtt needs an [mqtt] section)" * (sensor.type.lower() == "mqtt")
                 self._warnings.append(
                     f"Failed to configure sensor [sensor {name}]: unsupported sensor type"
                     f" {sensor.type!r}{more}"

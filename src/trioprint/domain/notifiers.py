@@ -23,7 +23,8 @@ from typing import Any
 
 import attrs
 import jinja2
-import jinja2.sandbox
+
+from .templates import ENVIRONMENT
 
 #: The events a notifier may hear (Moonraker's job events but ``standby``).
 EVENTS = ("started", "paused", "resumed", "complete", "error", "cancelled")
@@ -31,14 +32,7 @@ IDLE_STATES = frozenset({"standby", "complete", "cancelled", "error"})
 BODY_FORMATS = ("text", "html", "markdown")
 _URL_RE = re.compile(r"\w+?://")
 
-_ENV = jinja2.sandbox.ImmutableSandboxedEnvironment(
-    block_start_string="{%",
-    block_end_string="%}",
-    variable_start_string="{",
-    variable_end_string="}",
-    autoescape=False,
-    undefined=jinja2.StrictUndefined,
-)
+_ENV = ENVIRONMENT
 
 
 class NotifierError(ValueError):

@@ -21,7 +21,11 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
+import attrs
+import jinja2
+
 from .history_fields import FieldError, HistoryField
+from .templates import ENVIRONMENT
 
 DEFAULT_STORE_SIZE = 1200
 PARAMETER_PREFIX = "parameter_"
@@ -200,3 +204,59 @@ class Sensor:
 
     def measurements(self) -> dict[str, list[Number]]:
         return {name: list(store) for name, store in self.values.items()}
+
+
+@attrs.frozen
+class MqttSensorSpec:
+    """A ``type: mqtt`` sensor's options: ``state_topic`` (required), ``qos`` (0-2, default the
+    ``[mqtt]`` section's) and ``state_response_template`` (required), as Moonraker's.
+
+    The template is rendered for each message with ``payload`` (the message as text) and
+    ``set_result(name, value)``, which records one measurement:
+    ``{set_result("power", (payload|fromjson)["power"]|float)}``.
+    """
+
+    state_topic: str
+    qos: int | None
+    template: jinja2.Template
+
+    @classmethod
+    def from_options(cls, sensor_id: str, options: Mapping[str, str]) -> MqttSensorSpec:
+        where = f"[sensor {sensor_id}]"
+        topic = options.get("state_topic", "").strip()
+        if not topic:
+            raise SensorError(f"{where}: option 'state_topic' is required for type mqtt")
+        text = options.get("state_response_template", "").strip()
+        if not text:
+            raise SensorError(
+                f"{where}: option 'state_response_template' is required for type mqtt"
+            )
+        qos: int | None = None
+        if "qos" in options:
+            try:
+                qos = int(options["qos"])
+            except ValueError:
+                qos = -1
+            if not 0 <= qos <= 2:
+                raise SensorError(f"{where}: option 'qos': expected 0, 1 or 2")
+        try:
+            template = ENVIRONMENT.from_string(text)
+        except jinja2.TemplateSyntaxError as exc:
+            raise SensorError(f"{where}: state_response_template: {exc.message}") from None
+        return cls(topic, qos, template)
+
+    def measurements(self, payload: bytes) -> dict[str, Number]:
+        """What one message sets; a template that fails raises :class:`SensorError`."""
+        found: dict[str, Number] = {}
+
+        def set_result(name: str, value: Any) -> str:
+            found[str(name)] = value if isinstance(value, int | float) else float(value)
+            return ""
+
+        try:
+            self.template.render(payload=payload.decode("utf-8", "replace"), set_result=set_result)
+        except jinja2.TemplateError as exc:
+            raise SensorError(f"state_response_template failed: {exc}") from None
+        except (LookupError, TypeError, ValueError, AttributeError) as exc:
+            raise SensorError(f"state_response_template failed: {exc!r}") from None
+        return found
