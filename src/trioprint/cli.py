@@ -3,6 +3,7 @@
 ::
 
     trioprint [serve] [-c CONFIG] [-d DATA_DIR] [--host H] [--port P] [-v]
+    trioprint [serve] --instance [NAME=]DIR [--instance [NAME=]DIR ...] [--host H] [-v]
     trioprint call METHOD [JSON_PARAMS] [--url ws://127.0.0.1:7125/websocket] [--api-key KEY]
     trioprint --version
 
@@ -92,6 +93,15 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=_port, help="port to listen on (overrides [server] port)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument(
+        "--instance",
+        action="append",
+        default=None,
+        metavar="[NAME=]DIR",
+        help="serve one printer from data folder DIR (its config DIR/config/trioprint.conf); "
+        "repeat for several printers in one process (NAME: in logs and errors, default the "
+        "folder's name)",
+    )
+    parser.add_argument(
         "--sim",
         action="store_true",
         help="run the simulated printer even if [server] klippy_uds_address is set",
@@ -146,6 +156,8 @@ def _fail(message: str, status: int = EXIT_ERROR) -> int:
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    if args.instance:
+        return run_farm(args)
     from .app import Options
     from .app import main as app_main
     from .logs import setup_logging
@@ -172,6 +184,53 @@ def run_serve(args: argparse.Namespace) -> int:
     problem: str | None = None
     try:
         trio.run(app_main, options)
+    except* (ConfigError, StartupError) as group:
+        problem = str(_first_leaf(group))
+    except* KeyboardInterrupt:
+        pass
+    finally:
+        stop_logging()
+    return EXIT_OK if problem is None else _fail(problem)
+
+
+def run_farm(args: argparse.Namespace) -> int:
+    """``--instance`` given: one process serving each instance's printer (see trioprint.farm)."""
+    from .app import Options
+    from .farm import Member, farm_main, parse_instance
+    from .logs import setup_logging
+
+    for flag, value in (("-c/--config", args.config), ("-d/--datapath", args.data_dir)):
+        if value is not None:
+            return _fail(f"{flag} cannot be combined with --instance: each DIR has its own")
+    if args.port is not None:
+        return _fail("--port cannot be combined with --instance: each instance's [server] port")
+    members: list[Member] = []
+    for text in args.instance:
+        try:
+            name, data_dir = parse_instance(text)
+        except ValueError as exc:
+            return _fail(str(exc))
+        try:
+            (data_dir / "logs").mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            return _fail(f"instance {name!r}: cannot create data folder {data_dir}: {exc}")
+        options = Options(
+            data_dir=data_dir.resolve(),
+            host=args.host,
+            verbose=args.verbose,
+            sim=args.sim,
+            sim_speed=args.sim_speed,
+            frontend=args.frontend.expanduser().absolute() if args.frontend else None,
+        )
+        members.append(Member(name, options))
+    stop_logging = setup_logging(
+        None,
+        verbose=args.verbose,
+        instance_dirs={m.name: m.options.data_dir / "logs" for m in members},
+    )
+    problem: str | None = None
+    try:
+        trio.run(farm_main, members)
     except* (ConfigError, StartupError) as group:
         problem = str(_first_leaf(group))
     except* KeyboardInterrupt:
