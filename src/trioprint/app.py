@@ -323,6 +323,7 @@ class Instance:
         try:
             sockets = hc.create_sockets()
         except OSError as exc:
+            server_fixes.close_failed_sockets(exc)
             raise StartupError(f"cannot listen on {hc.bind[0]}: {exc.strerror or exc}") from None
         for sock in sockets.insecure_sockets:
             sock.listen(hc.backlog)

@@ -21,16 +21,17 @@ once it has served for 60 s), while the others go on serving.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 import attrs
 import trio
 
 from . import logs
-from .app import Options, Server, read_config, watch_signals
+from .app import Instance, Options, Server, read_config, watch_signals
 from .config import Config
 from .errors import ConfigError, StartupError
 
@@ -119,6 +120,7 @@ class Farm:
         self._backoff = (backoff_first, backoff_max)
         self._stopping = False
         self._stopped = trio.Event()
+        self._replaced = trio.Event()  # set when an instance's Server is replaced
 
     def stop(self) -> None:
         self._stopping = True
@@ -126,14 +128,39 @@ class Farm:
         for server in self.servers.values():
             server.stop()
 
+    async def wait_serving(self, name: str, *, other_than: Instance | None = None) -> Instance:
+        """Wait until instance ``name`` serves (with a tree other than ``other_than``)."""
+        while True:
+            server = self.servers[name]
+            if server.serving is not None and server.serving is not other_than:
+                return server.serving
+            replaced = self._replaced
+            async with trio.open_nursery() as nursery:
+
+                async def first(wait: Callable[[], Awaitable[object]]) -> None:
+                    await wait()
+                    nursery.cancel_scope.cancel()
+
+                nursery.start_soon(first, replaced.wait)
+                serving = functools.partial(server.wait_serving, other_than=other_than)
+                nursery.start_soon(first, serving)
+
     async def run(self, *, task_status: trio.TaskStatus[Farm] = trio.TASK_STATUS_IGNORED) -> None:
         """Start every instance (any start-up problem fails the whole start), then serve until
         stopped."""
         read_configs(self.members)
-        async with trio.open_nursery() as nursery:
-            for member in self.members:
-                await nursery.start(self._supervise, member)
-            task_status.started(self)
+        started = False
+        try:
+            async with trio.open_nursery() as nursery:
+                for member in self.members:
+                    await nursery.start(self._supervise, member)
+                started = True
+                task_status.started(self)
+        except Exception as exc:
+            leaf = _first_leaf(exc)
+            if not started and isinstance(leaf, StartupError):
+                raise leaf from None  # the others started are stopped: one line says why
+            raise
 
     async def _supervise(
         self, member: Member, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -144,6 +171,8 @@ class Farm:
         while not self._stopping:
             server = Server(member.options)
             self.servers[member.name] = server
+            replaced, self._replaced = self._replaced, trio.Event()
+            replaced.set()
             began = trio.current_time()
             try:
                 async with trio.open_nursery() as nursery:
