@@ -301,3 +301,11 @@ def test_cli_start_up_errors(tmp_path: Path) -> None:
     assert mixed.stderr.strip() == (
         "trioprint: error: --port cannot be combined with --instance: each instance's [server] port"
     )
+
+
+async def test_a_farm_stopped_before_it_starts_ends_at_once(tmp_path: Path) -> None:
+    farm = Farm([member(tmp_path, "a"), member(tmp_path, "b")])
+    farm.stop()
+    with trio.fail_after(20):
+        await farm.run()
+    assert farm.servers == {}

@@ -202,6 +202,8 @@ class Farm:
             with trio.move_on_after(delay):
                 await self._stopped.wait()
             delay = min(delay * 2, limit) if math.isfinite(delay) else limit
+        if not started:  # stopped (a signal) before this instance was started
+            task_status.started()
 
 
 def _first_leaf(exc: BaseException) -> BaseException:
