@@ -306,6 +306,13 @@ def bench(session: nox.Session) -> None:
     for script, name in (("bench/bench_files.py", "files"), ("bench/bench_db.py", "db")):
         args = _json_named(session.posargs, name)
         session.run("python", script, "--moonraker-bin", str(moonraker), *args)
+    # Idle RSS and CPU of 4 printers: one trioprint farm process vs 4 Moonrakers (about 4 min).
+    session.run(
+        "python",
+        "bench/bench_farm.py",
+        *("--moonraker-bin", str(moonraker)),
+        *_json_named(session.posargs, "farm"),
+    )
     # Mainsail in Chromium, navigation to dashboard, against each server (about 1 min).
     session.install("playwright")
     _ensure_chromium(session)

@@ -26,7 +26,7 @@ import logging
 import signal
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 import trio
@@ -394,6 +394,7 @@ class Instance:
             try:
                 sockets = hc.create_sockets()
             except OSError as exc:
+                server_fixes.close_failed_sockets(exc)
                 raise StartupError(
                     f"cannot listen on {hc.bind[0]}: {exc.strerror or exc}"
                 ) from None
@@ -591,7 +592,11 @@ class Server:
             machine.cancel_scope.cancel()
 
 
-async def watch_signals(server: Server, cancel: trio.CancelScope) -> None:
+class _Stoppable(Protocol):
+    def stop(self) -> None: ...
+
+
+async def watch_signals(server: _Stoppable, cancel: trio.CancelScope) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         count = 0
         async for signum in signals:

@@ -3,6 +3,7 @@
 ::
 
     trioprint [serve] [-c CONFIG] [-d DATA_DIR] [--host H] [--port P] [-v]
+    trioprint [serve] --instance [NAME=]DIR [--instance [NAME=]DIR ...] [--host H] [-v]
     trioprint call METHOD [JSON_PARAMS] [--url ws://127.0.0.1:7125/websocket] [--timeout S]
                    [--api-key KEY]
     trioprint --version
@@ -115,6 +116,15 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=_port, help="port to listen on (overrides [server] port)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument(
+        "--instance",
+        action="append",
+        default=None,
+        metavar="[NAME=]DIR",
+        help="serve one printer from data folder DIR (its config DIR/config/trioprint.conf); "
+        "repeat for several printers in one process (NAME: in logs and errors, default the "
+        "folder's name)",
+    )
+    parser.add_argument(
         "--sim",
         action="store_true",
         help="run the simulated printer even if [server] klippy_uds_address is set",
@@ -169,6 +179,8 @@ def _fail(message: str, status: int = EXIT_ERROR) -> int:
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    if args.instance:
+        return run_farm(args)
     data_dir = (args.data_dir or Path("~/printer_data")).expanduser()
     if args.config is not None and not args.config.is_file():
         return _fail(f"config file {args.config} does not exist or is not a file")
@@ -211,6 +223,75 @@ def _serve_locked(args: argparse.Namespace, data_dir: Path) -> int:
     problem: str | None = None
     try:
         trio.run(app_main, options)
+    except* (ConfigError, StartupError) as group:
+        problem = str(_first_leaf(group))
+    except* KeyboardInterrupt:
+        pass
+    finally:
+        stop_logging()
+    return EXIT_OK if problem is None else _fail(problem)
+
+
+def run_farm(args: argparse.Namespace) -> int:
+    """``--instance`` given: one process serving each instance's printer (see trioprint.farm)."""
+    for flag, value in (("-c/--config", args.config), ("-d/--datapath", args.data_dir)):
+        if value is not None:
+            return _fail(f"{flag} cannot be combined with --instance: each DIR has its own")
+    if args.port is not None:
+        return _fail("--port cannot be combined with --instance: each instance's [server] port")
+    # each data folder belongs to one process: locked before anything in it is touched
+    locks: list[DataFolderLock] = []
+    try:
+        return _run_farm_locked(args, locks)
+    finally:
+        for lock in locks:
+            lock.release()
+
+
+def _run_farm_locked(args: argparse.Namespace, locks: list[DataFolderLock]) -> int:
+    from .app import Options
+    from .farm import Member, farm_main, parse_instance
+    from .logs import setup_logging
+
+    members: list[Member] = []
+    for text in args.instance:
+        try:
+            name, data_dir = parse_instance(text)
+        except ValueError as exc:
+            return _fail(str(exc))
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            return _fail(f"instance {name!r}: cannot create data folder {data_dir}: {exc}")
+        # a folder named twice is the farm's own check to report (naming both instances)
+        if all(lock.path.parent.resolve() != data_dir.resolve() for lock in locks):
+            lock = DataFolderLock(data_dir)
+            try:
+                lock.acquire()
+            except StartupError as exc:
+                return _fail(f"instance {name!r}: {exc}")
+            locks.append(lock)
+        try:
+            (data_dir / "logs").mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            return _fail(f"instance {name!r}: cannot create data folder {data_dir}: {exc}")
+        options = Options(
+            data_dir=data_dir.resolve(),
+            host=args.host,
+            verbose=args.verbose,
+            sim=args.sim,
+            sim_speed=args.sim_speed,
+            frontend=args.frontend.expanduser().absolute() if args.frontend else None,
+        )
+        members.append(Member(name, options))
+    stop_logging = setup_logging(
+        None,
+        verbose=args.verbose,
+        instance_dirs={m.name: m.options.data_dir / "logs" for m in members},
+    )
+    problem: str | None = None
+    try:
+        trio.run(farm_main, members)
     except* (ConfigError, StartupError) as group:
         problem = str(_first_leaf(group))
     except* KeyboardInterrupt:

@@ -2,24 +2,34 @@
 
 File writes happen in a :class:`logging.handlers.QueueListener` thread, so a slow disk never
 blocks the event loop. :func:`rollover` (``server.logs.rollover``) goes through the same queue.
+
+Several instances in one process (``trioprint serve --instance ...``): each instance's tasks
+run with :data:`current_instance` set to its name (Trio tasks and worker threads inherit it);
+every record is stamped with it, shown as ``<name>`` on stderr, and written to that instance's
+own ``<data>/logs/trioprint.log`` (records of no instance go to every file).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import logging.handlers
 import queue
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from pathlib import Path
 
 FORMAT = "%(asctime)s %(levelname)-7s [%(name)s] %(message)s"
 MAX_BYTES = 5 * 1024 * 1024
 BACKUPS = 4
-#: Rolls the log file over, while :func:`setup_logging` has one installed.
-_rollover: Callable[[], None] | None = None
-_log_file: Path | None = None
+#: The instance the running task belongs to (None: a single-instance process, or the farm).
+current_instance: ContextVar[str | None] = ContextVar("trioprint_instance", default=None)
+#: Roll each log file over, by instance name (None: the single instance's), while
+#: :func:`setup_logging` has them installed.
+_rollovers: dict[str | None, Callable[[], None]] = {}
+_log_files: dict[str | None, Path] = {}
 #: Seconds a rollover waits for the writer thread (it writes what was logged before first).
 ROLLOVER_TIMEOUT = 10.0
 
@@ -32,16 +42,25 @@ class _RolloverRequest(logging.LogRecord):
     """Put in the queue like a record: the file handler rolls over when it reaches it, so
     everything logged before the request is in the old file, everything after in the new."""
 
-    def __init__(self) -> None:
+    def __init__(self, instance: str | None) -> None:
         super().__init__("trioprint.logs", logging.CRITICAL, __file__, 0, "rollover", None, None)
+        self.instance = instance
         self.done = threading.Event()
         self.error: BaseException | None = None
 
 
 class _FileHandler(logging.handlers.RotatingFileHandler):
+    #: The instance whose file this is (None: every record's).
+    instance: str | None = None
+
     def handle(self, record: logging.LogRecord) -> bool:
         if not isinstance(record, _RolloverRequest):
+            owner = getattr(record, "instance", None)
+            if self.instance is not None and owner is not None and owner != self.instance:
+                return False
             return super().handle(record)
+        if record.instance != self.instance:
+            return False
         try:
             self.acquire()
             try:
@@ -59,39 +78,75 @@ def _not_a_request(record: logging.LogRecord) -> bool:
     return not isinstance(record, _RolloverRequest)
 
 
+class _Formatter(logging.Formatter):
+    """:data:`FORMAT`, with ``<name>`` before the logger's name for an instance's record."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        text = super().formatMessage(record)
+        instance = getattr(record, "instance", None)
+        if instance is None:
+            return text
+        head, sep, tail = text.partition(" [")
+        return f"{head} <{instance}>{sep}{tail}" if sep else f"<{instance}> {text}"
+
+
+def _stamp(record: logging.LogRecord) -> bool:
+    """Tag the record with the instance of the task logging it (in the logging thread)."""
+    if not hasattr(record, "instance"):
+        record.instance = current_instance.get()
+    return True
+
+
 def log_file() -> Path | None:
-    """The file trioprint logs to, if it logs to one."""
-    return _log_file
+    """The file the current instance logs to, if it logs to one."""
+    return _log_files.get(current_instance.get())
 
 
 def rollover() -> None:
-    """Start a new log file now, as a rotation does, after what was logged so far is written
-    (blocking: run it in a worker thread)."""
-    request = _rollover
+    """Start a new log file for the current instance now, as a rotation does, after what was
+    logged so far is written (blocking: run it in a worker thread; the instance is the
+    caller's, which Trio's worker threads inherit)."""
+    request = _rollovers.get(current_instance.get())
     if request is None:
         raise RolloverError("File Logging Disabled")
     request()
 
 
-def setup_logging(log_dir: Path | None, *, verbose: bool = False) -> Callable[[], None]:
-    """Install the handlers on the root logger; returns a function that flushes and removes them."""
-    global _rollover, _log_file
+def setup_logging(
+    log_dir: Path | None,
+    *,
+    verbose: bool = False,
+    instance_dirs: Mapping[str, Path] | None = None,
+) -> Callable[[], None]:
+    """Install the handlers on the root logger; returns a function that flushes and removes them.
+
+    ``log_dir`` holds the single instance's file; ``instance_dirs`` the log folder of each
+    named instance (a farm), each file getting that instance's records.
+    """
     level = logging.DEBUG if verbose else logging.INFO
-    formatter = logging.Formatter(FORMAT)
+    formatter = _Formatter(FORMAT)
     handlers: list[logging.Handler] = []
     console = logging.StreamHandler(sys.stderr)
     console.setFormatter(formatter)
     handlers.append(console)
+    files: dict[str | None, _FileHandler] = {}
+    folders: dict[str | None, Path] = {}
+    folders.update((instance_dirs or {}).items())
     if log_dir is not None:
-        log_dir.mkdir(parents=True, exist_ok=True)
+        folders[None] = log_dir
+    for name, folder in folders.items():
+        folder.mkdir(parents=True, exist_ok=True)
         file_handler = _FileHandler(
-            log_dir / "trioprint.log", maxBytes=MAX_BYTES, backupCount=BACKUPS, encoding="utf-8"
+            folder / "trioprint.log", maxBytes=MAX_BYTES, backupCount=BACKUPS, encoding="utf-8"
         )
+        file_handler.instance = name
         file_handler.setFormatter(formatter)
         handlers.append(file_handler)
+        files[name] = file_handler
     console.addFilter(_not_a_request)
     records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
     queue_handler = logging.handlers.QueueHandler(records)
+    queue_handler.addFilter(_stamp)
     listener = logging.handlers.QueueListener(records, *handlers, respect_handler_level=True)
     root = logging.getLogger()
     root.setLevel(level)
@@ -100,21 +155,25 @@ def setup_logging(log_dir: Path | None, *, verbose: bool = False) -> Callable[[]
     logging.getLogger("hypercorn.error").setLevel(logging.DEBUG if verbose else logging.WARNING)
     listener.start()
 
-    def roll_over() -> None:
-        request = _RolloverRequest()
+    def roll_over(name: str | None) -> None:
+        request = _RolloverRequest(name)
         records.put(request)
         if not request.done.wait(ROLLOVER_TIMEOUT):
             raise RolloverError("the log writer did not answer")
         if request.error is not None:
             raise RolloverError(f"cannot roll the log over: {request.error}")
 
-    if log_dir is not None:
-        _rollover, _log_file = roll_over, log_dir / "trioprint.log"
+    installed: dict[str | None, Callable[[], None]] = {}
+    for name, handler in files.items():
+        installed[name] = functools.partial(roll_over, name)
+        _rollovers[name] = installed[name]
+        _log_files[name] = Path(handler.baseFilename)
 
     def stop() -> None:
-        global _rollover, _log_file
-        if _rollover is roll_over:
-            _rollover = _log_file = None
+        for name, request in installed.items():
+            if _rollovers.get(name) is request:
+                del _rollovers[name]
+                _log_files.pop(name, None)
         root.removeHandler(queue_handler)
         listener.stop()
         for handler in handlers:

@@ -1,4 +1,4 @@
-"""Work-arounds for two faults of hypercorn (0.17) as trioprint serves it.
+"""Work-arounds for three faults of hypercorn (0.17) as trioprint serves it.
 
 **Websocket protocol errors end without a close frame.** When a client sends a frame wsproto
 cannot accept (invalid UTF-8 in a text message, a reserved opcode, a continuation with nothing
@@ -14,11 +14,17 @@ request's tasks once the response is sent; hypercorn closes the socket from insi
 stays open, with no idle timeout running, until the client goes away. :func:`shield_final_send`
 wraps an HTTP ``send`` so that the message ending the response is sent shielded from that
 cancellation (and bounded in time).
+
+**A bind that fails leaves its socket open.** ``Config.create_sockets`` raises the ``OSError``
+of a port in use without closing the socket it made (nor those it bound before it): they stay
+open until the error is collected. :func:`close_failed_sockets` closes them at once (a farm's
+instance that cannot listen tries again, and must not keep a descriptor each time).
 """
 
 from __future__ import annotations
 
 import functools
+import socket
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any
 
@@ -76,3 +82,14 @@ def shield_final_send(send: Send) -> Send:
             await send(message)
 
     return shielded
+
+
+def close_failed_sockets(error: BaseException) -> None:
+    """Close the sockets the frames of ``error``'s traceback made (``create_sockets``'s)."""
+    tb = error.__traceback__
+    while tb is not None:
+        for value in tb.tb_frame.f_locals.values():
+            for item in value if isinstance(value, list) else [value]:
+                if isinstance(item, socket.socket):
+                    item.close()
+        tb = tb.tb_next
