@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import socket
-import os
 import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
