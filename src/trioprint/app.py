@@ -51,6 +51,7 @@ from .components.machine import Machine
 from .components.metadata import MetadataStore
 from .components.octoprint_api import OctoPrintApi
 from .components.octoprint_events import OctoPrintEvents
+from .components.power import Power, machine_service_action
 from .components.printer import Printer
 from .components.server import ServerCore
 from .components.update_manager import UpdateManager, is_configured
@@ -172,6 +173,26 @@ class Instance:
             self.database,
             self.bus,
         )
+        self.machine = Machine(self)
+        # [power NAME] sections: machine.device_power.* (only when some are configured)
+        power_sections = config.sections_with_prefix("power")
+        self.power = (
+            Power(
+                power_sections,
+                self.klippy,
+                self.websockets,
+                self.bus,
+                is_printing=lambda: self._printed_file() is not None,
+                service_action=machine_service_action(self.machine),
+                available_services=lambda: list(self.machine.services),
+                own_service=lambda: self.machine.own_unit,
+                warnings=self.warnings,
+            )
+            if power_sections
+            else None
+        )
+        if self.power is not None:
+            self.job_queue.jobs_added_listeners.append(self.power.jobs_added)
         # feeds fetched in the background; answers from what it has stored
         self.announcements = Announcements(
             config.announcements,
@@ -216,7 +237,7 @@ class Instance:
         self.components: list[Any] = [
             self.auth,  # loads keys and users from the database before anything is served
             ServerCore(self),
-            Machine(self),
+            self.machine,
             self.klippy,
             self.printer,
             DataStore(self.klippy),
@@ -225,6 +246,7 @@ class Instance:
             self.octoprint,
             self.history,
             self.job_queue,
+            *([self.power] if self.power is not None else []),
             self.announcements,
             *([self.update_manager] if self.update_manager is not None else []),
             self.webcams,

@@ -1,6 +1,7 @@
-"""A small HTTP/1.1 GET client on Trio streams, with h11 (which hypercorn already brings).
+"""A small HTTP/1.1 client on Trio streams, with h11 (which hypercorn already brings).
 
-Enough for fetching a feed: ``http`` and ``https`` (certificates checked against the system's
+Enough for fetching a feed and for talking to a smart plug (GET, and POST/PUT with a body):
+``http`` and ``https`` (certificates checked against the system's
 store), a few redirects, ``Connection: close``, no compression, a bounded body and one
 deadline for the whole exchange (name resolution, connection, TLS handshake, request, answer
 and redirects). Every failure is an :class:`HttpError` with a one-line reason; nothing is
@@ -52,12 +53,27 @@ async def http_get(
 ) -> HttpResponse:
     """GET ``url``, following up to :data:`MAX_REDIRECTS` redirects, all within ``limit``
     seconds (past it: an :class:`HttpError`, like every other failure)."""
+    return await http_request("GET", url, headers, limit=limit, max_body=max_body)
+
+
+async def http_request(
+    method: str,
+    url: str,
+    headers: Mapping[str, str] | None = None,
+    body: bytes | None = None,
+    *,
+    limit: float = 10.0,
+    max_body: int = MAX_BODY,
+) -> HttpResponse:
+    """One ``method`` request (``body`` sent with a ``Content-Length``), all within ``limit``
+    seconds. A GET follows redirects as :func:`http_get`; other methods never do (their answer
+    is returned as it is)."""
     try:
         with trio.fail_after(limit):
             for _ in range(MAX_REDIRECTS + 1):
-                response = await _get_once(url, headers or {}, max_body)
+                response = await _request_once(method, url, headers or {}, body, max_body)
                 location = response.headers.get("location")
-                if response.status not in REDIRECTS or not location:
+                if method != "GET" or response.status not in REDIRECTS or not location:
                     return response
                 url = urllib.parse.urljoin(url, location)
             raise HttpError(f"more than {MAX_REDIRECTS} redirects")
@@ -65,7 +81,9 @@ async def http_get(
         raise HttpError(f"no complete answer within {limit:g} s") from None
 
 
-async def _get_once(url: str, headers: Mapping[str, str], max_body: int) -> HttpResponse:
+async def _request_once(
+    method: str, url: str, headers: Mapping[str, str], body: bytes | None, max_body: int
+) -> HttpResponse:
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https"):
         raise HttpError(f"unsupported URL scheme in {url!r}")
@@ -87,6 +105,8 @@ async def _get_once(url: str, headers: Mapping[str, str], max_body: int) -> Http
         ("Connection", "close"),
         *((k, v) for k, v in headers.items()),
     ]
+    if body is not None:
+        request_headers.append(("Content-Length", str(len(body))))
     try:
         stream: trio.abc.Stream = await trio.open_tcp_stream(host, port)
         async with stream:
@@ -94,7 +114,7 @@ async def _get_once(url: str, headers: Mapping[str, str], max_body: int) -> Http
                 tls = trio.SSLStream(stream, _ssl_context(), server_hostname=host)
                 await tls.do_handshake()
                 stream = tls
-            return await _exchange(stream, target, request_headers, max_body, url)
+            return await _exchange(stream, method, target, request_headers, body, max_body, url)
     except (OSError, trio.BrokenResourceError, ssl.SSLError) as exc:
         raise HttpError(f"cannot reach {host}:{port}: {exc}") from None
     except h11.ProtocolError as exc:
@@ -103,18 +123,22 @@ async def _get_once(url: str, headers: Mapping[str, str], max_body: int) -> Http
 
 async def _exchange(
     stream: trio.abc.Stream,
+    method: str,
     target: str,
     headers: list[tuple[str, str]],
+    body: bytes | None,
     max_body: int,
     url: str,
 ) -> HttpResponse:
     conn = h11.Connection(h11.CLIENT)
-    data = conn.send(h11.Request(method="GET", target=target, headers=headers))
-    data += conn.send(h11.EndOfMessage())
+    data = conn.send(h11.Request(method=method, target=target, headers=headers)) or b""
+    if body:
+        data += conn.send(h11.Data(data=body)) or b""
+    data += conn.send(h11.EndOfMessage()) or b""
     await stream.send_all(data)
     status = 0
     found: dict[str, str] = {}
-    body = bytearray()
+    received = bytearray()
     while True:
         event = conn.next_event()
         if event is h11.NEED_DATA:
@@ -126,10 +150,10 @@ async def _exchange(
             for name, value in event.headers:
                 found[name.decode("latin-1").lower()] = value.decode("latin-1")
         elif isinstance(event, h11.Data):
-            body += event.data
-            if len(body) > max_body:
+            received += event.data
+            if len(received) > max_body:
                 raise HttpError(f"answer larger than {max_body} bytes")
         elif isinstance(event, h11.EndOfMessage):
-            return HttpResponse(status, found, bytes(body), url)
+            return HttpResponse(status, found, bytes(received), url)
         elif isinstance(event, h11.ConnectionClosed):
             raise HttpError("the connection closed before the answer was complete")
