@@ -98,9 +98,13 @@ class Device:
         return dp.device_info(self.opts, self.state)
 
     async def first_state(self) -> bool:
-        """Read the state once at start; False: try again later."""
+        """Read the state once at start; False: try again later (the state stays ``init``,
+        so that requests meanwhile answer at once instead of waiting)."""
         await self.refresh()
-        return self.state in ("on", "off")
+        if self.state in ("on", "off"):
+            return True
+        self.state = "init"
+        return False
 
     async def refresh(self) -> None:
         raise NotImplementedError

@@ -346,7 +346,7 @@ def read_address(
     default_protocol: str = "http",
 ) -> Address:
     parts = read_str(options, "address").strip("/").split("/")
-    address = "/".join(urllib.parse.quote(part) for part in parts)
+    address = "/".join(urllib.parse.quote(part, safe=":[]") for part in parts)
     protocol = read_str(options, "protocol", default_protocol).lower()
     if protocol not in ("http", "https"):
         raise PowerConfigError(f"protocol: expected 'http' or 'https', got {protocol!r}")
