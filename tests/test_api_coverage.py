@@ -33,9 +33,9 @@ def served_rows() -> set[tuple[str | None, str | None]]:
 
 
 def registered_rows(tmp_path: Path) -> set[tuple[str | None, str | None]]:
-    # the update manager's endpoints are there only with its section
+    # the update manager's and the power devices' endpoints are there only with their sections
     conf = tmp_path / "trioprint.conf"
-    conf.write_text("[update_manager]\n")
+    conf.write_text("[update_manager]\n[power psu]\ntype: gpio\npin: gpio1\n")
     instance = Instance(load_config(conf, tmp_path))
     rows = set()
     for ep in instance.registry.endpoints():
