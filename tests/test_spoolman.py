@@ -14,7 +14,7 @@ from trioprint.domain.kv import MemoryStore
 from trioprint.domain.spoolman import SpoolmanError, UsageTracker, api_url, proxy_target
 from trioprint.errors import ApiError
 from trioprint.registry import Registry, Transport
-from trioprint.transport.http_client import HttpError, HttpResponse, http_request
+from trioprint.transport.http_client import HttpError, HttpResponse, http_json
 
 from .http_double import Request, http_double
 from .test_history_component import FakeKlippy, FakeWebsockets
@@ -100,20 +100,20 @@ def test_section_and_proxy_checks() -> None:
             proxy_target(*args)
 
 
-async def test_http_request_puts_json() -> None:
+async def test_http_json_puts_json() -> None:
     double = SpoolmanDouble()
     async with http_double(double.handle) as server:
-        response = await http_request(
+        response = await http_json(
             "PUT", f"{server.url}/api/v1/spool/1/use", {"use_length": 12.5}, limit=5
         )
         assert response.status == 200
         assert json.loads(response.body) == {"id": 1, "used_length": 12.5}
         (req,) = server.requests
         assert req.headers["content-type"] == "application/json"
-        missing = await http_request("GET", f"{server.url}/api/v1/spool/9", limit=5)
+        missing = await http_json("GET", f"{server.url}/api/v1/spool/9", limit=5)
         assert missing.status == 404
     with pytest.raises(HttpError, match="cannot reach"):
-        await http_request("GET", server.url + "/api/v1/health", limit=5)
+        await http_json("GET", server.url + "/api/v1/health", limit=5)
 
 
 class Rig:

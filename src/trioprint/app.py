@@ -55,6 +55,7 @@ from .components.mqtt import Mqtt, load_mqtt_config
 from .components.notifiers import Notifiers
 from .components.octoprint_api import OctoPrintApi
 from .components.octoprint_events import OctoPrintEvents
+from .components.power import Power, machine_service_action
 from .components.printer import Printer
 from .components.sensors import Sensors, mqtt_source
 from .components.server import ServerCore
@@ -179,6 +180,26 @@ class Instance:
             self.database,
             self.bus,
         )
+        self.machine = Machine(self)
+        # [power NAME] sections: machine.device_power.* (only when some are configured)
+        power_sections = config.sections_with_prefix("power")
+        self.power = (
+            Power(
+                power_sections,
+                self.klippy,
+                self.websockets,
+                self.bus,
+                is_printing=lambda: self._printed_file() is not None,
+                service_action=machine_service_action(self.machine),
+                available_services=lambda: list(self.machine.services),
+                own_service=lambda: self.machine.own_unit,
+                warnings=self.warnings,
+            )
+            if power_sections
+            else None
+        )
+        if self.power is not None:
+            self.job_queue.jobs_added_listeners.append(self.power.jobs_added)
         # feeds fetched in the background; answers from what it has stored
         self.announcements = Announcements(
             config.announcements,
@@ -264,7 +285,7 @@ class Instance:
         self.components: list[Any] = [
             self.auth,  # loads keys and users from the database before anything is served
             ServerCore(self),
-            Machine(self),
+            self.machine,
             self.klippy,
             self.printer,
             DataStore(self.klippy),
@@ -273,6 +294,7 @@ class Instance:
             self.octoprint,
             self.history,
             self.job_queue,
+            *([self.power] if self.power is not None else []),
             self.announcements,
             *([self.update_manager] if self.update_manager is not None else []),
             self.webcams,

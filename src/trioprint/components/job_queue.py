@@ -136,6 +136,8 @@ class JobQueueComponent:
         self._timer: trio.CancelScope | None = None
         self._idle = trio.Event()
         self._dropped = 0
+        #: ``listener(payload)`` for each ``jobs_added`` (the power devices' on_when_job_queued).
+        self.jobs_added_listeners: list[Callable[[dict[str, Any]], None]] = []
         klippy.set_internal_subscription(
             "job_queue", {"print_stats": list(STATS_FIELDS)}, self._on_status
         )
@@ -230,6 +232,9 @@ class JobQueueComponent:
         """Send the notifications, (re)schedule or drop a load, store the jobs if changed."""
         for payload in self.core.take_notifications():
             self._websockets.broadcast(NOTIFICATION, [payload])
+            if payload.get("action") == "jobs_added":
+                for listener in self.jobs_added_listeners:
+                    listener(payload)
         if self.core.take_pop_cancelled() and self._timer is not None:
             self._timer.cancel()
             self._timer = None

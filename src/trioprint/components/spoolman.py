@@ -32,7 +32,7 @@ from ..domain.kv import KeyValueStore
 from ..domain.spoolman import SpoolmanError, UsageTracker, api_url, proxy_target
 from ..errors import ApiError
 from ..registry import Call, NoParams, endpoint
-from ..transport.http_client import HttpError, HttpResponse, http_request
+from ..transport.http_client import HttpError, HttpResponse, http_json
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ class Spoolman:
         websockets: Broadcaster,
         history: FieldRegistry | None = None,
         *,
-        request: Request = http_request,
+        request: Request = http_json,
     ) -> None:
         self.url, self.sync_rate = read_section(options)
         self._db = database
