@@ -643,8 +643,8 @@ def run_job(seed: int, faults: float, advanced: bool, lines: int) -> None:
     fed = 0
     now = 0.0
     link.start_handshake(now)
-    for _ in range(200_000):
-        while fed < len(job) and link.queued < 4:
+    for _ in range(20_000):
+        while link.handshake_complete and fed < len(job) and link.queued < 4:
             link.send(job[fed], tag=fed)
             fed += 1
         written = link.bytes_to_send(now)

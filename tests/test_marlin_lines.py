@@ -322,3 +322,9 @@ def test_frame_parses_back(lineno: int, command: str) -> None:
     body, _, value = data[:-1].rpartition(b"*")
     assert ml.checksum(body) == int(value)
     assert body.startswith(b"N%d " % lineno)
+
+
+def test_extruder_count_is_bounded() -> None:
+    info = ml.parse_firmware_info("FIRMWARE_NAME:X EXTRUDER_COUNT:99999999999")
+    assert info is not None
+    assert info.extruder_count == ml.MAX_EXTRUDERS

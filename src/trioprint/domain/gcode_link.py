@@ -203,7 +203,6 @@ class GcodeLink:
         self._last_activity: float | None = None
         self._consecutive_timeouts = 0
         self._polls: dict[_Internal, float] = {}
-        self._poll_pending: set[_Internal] = set()
         self._deferred: list[ev.Event] = []
 
     # -- state ---------------------------------------------------------------------------------
@@ -284,7 +283,6 @@ class GcodeLink:
             if item.tag is not None and not isinstance(item.tag, _Internal)
         ]
         self._queue.clear()
-        self._poll_pending.clear()
         return dropped
 
     def emergency_stop(self) -> bytes:
@@ -521,7 +519,6 @@ class GcodeLink:
         if tag is None:
             return
         if isinstance(tag, _Internal):
-            self._poll_pending.discard(tag)
             if tag is _HANDSHAKE:
                 self._complete_handshake(events)
             return
@@ -610,7 +607,6 @@ class GcodeLink:
         self._cycle_line = None
         self._expected_resend = None
         self._swallow_oks = 0
-        self._poll_pending.clear()
         return dropped
 
     def _lose_in_flight(self, events: list[ev.Event]) -> None:
@@ -689,18 +685,22 @@ class GcodeLink:
                 self.start_handshake()
             else:
                 self._lose_in_flight(events)
-                if _POLL_TEMPERATURE not in self._poll_pending:
-                    self._poll_pending.add(_POLL_TEMPERATURE)
+                if not self._outstanding(_POLL_TEMPERATURE):
                     self._queue.appendleft(_Queued("M105", _POLL_TEMPERATURE, True))
         for poll, due in list(self._polls.items()):
             if now < due:
                 continue
             interval = self._poll_interval(poll)
             self._polls[poll] = max(due + interval, now)
-            if poll not in self._poll_pending:
-                self._poll_pending.add(poll)
+            if not self._outstanding(poll):
                 self._queue.appendleft(_Queued(poll.kind, poll, self._numbered_by_default()))
         return events
+
+    def _outstanding(self, poll: _Internal) -> bool:
+        """Whether a poll is still queued or in flight (then no second one is queued)."""
+        return any(item.tag is poll for item in self._queue) or any(
+            flight.tag is poll for flight in self._in_flight
+        )
 
     def _poll_interval(self, poll: _Internal) -> float:
         interval = {

@@ -430,11 +430,15 @@ class FirmwareData:
 
     @property
     def extruder_count(self) -> int:
+        """EXTRUDER_COUNT, 1 to :data:`MAX_EXTRUDERS` (a garbled report cannot ask for more)."""
         try:
-            return max(1, int(self.fields.get("EXTRUDER_COUNT", "1")))
+            return min(MAX_EXTRUDERS, max(1, int(self.fields.get("EXTRUDER_COUNT", "1"))))
         except ValueError:
             return 1
 
+
+#: More tools than any firmware drives.
+MAX_EXTRUDERS = 16
 
 _FIELD_KEY = re.compile(r"(?:^|\s)([A-Z][A-Z0-9_]*):")
 
