@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from profiling import format_breakdown, spy
+
 HERE = Path(__file__).resolve().parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -335,14 +337,22 @@ def load_in_subprocess(kind: str, port: int, connections: int, seconds: float) -
 @dataclass
 class Figures:
     values: dict[str, float] = field(default_factory=dict)
+    #: Where each phase's py-spy stacks go (``--profile``): ``DIR/api-<server>-<phase>.txt``.
+    profile: Path | None = None
+    profiles: list[Path] = field(default_factory=list)
 
     def phase(
         self, server: Server, label: str, kind: str, connections: int, seconds: float
     ) -> None:
         load_in_subprocess(kind, server.port, connections, min(1.0, seconds))  # warm-up
-        cpu0 = server.cpu_seconds()
-        result = load_in_subprocess(kind, server.port, connections, seconds)
-        cpu = server.cpu_seconds() - cpu0
+        out = None
+        if self.profile is not None:
+            out = self.profile / f"api-{server.name}-{label.replace(' ', '-')}.txt"
+            self.profiles.append(out)
+        with spy(server.pid, out):
+            cpu0 = server.cpu_seconds()
+            result = load_in_subprocess(kind, server.port, connections, seconds)
+            cpu = server.cpu_seconds() - cpu0
         rate = result["requests"] / result["elapsed"]
         self.values[f"{label} req/s"] = rate
         self.values[f"{label} p50 ms"] = result["p50_ms"]
@@ -356,8 +366,8 @@ class Figures:
 HIGHER_IS_BETTER = ("req/s",)
 
 
-def measure(server: Server, seconds: float) -> Figures:
-    figures = Figures()
+def measure(server: Server, seconds: float, profile: Path | None = None) -> Figures:
+    figures = Figures(profile=profile)
     time.sleep(3)  # idle
     figures.values["idle RSS kB"] = server.rss_kb()
     figures.phase(server, "ws 1 conn", "ws", 1, seconds)
@@ -388,6 +398,9 @@ def main() -> int:
     parser.add_argument("--python", default=sys.executable, help="interpreter with trioprint")
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each load phase")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--profile", type=Path, help="record each phase with py-spy into this folder"
+    )
     parser.add_argument("--load", choices=["ws", "http"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--connections", type=int, default=1, help=argparse.SUPPRESS)
@@ -404,10 +417,14 @@ def main() -> int:
     started = time.monotonic()
     print(f"trioprint: {args.python} -m trioprint; moonraker: {moonraker}")
     with run_server("trioprint", trioprint_command(args.python)) as server:
-        ours = measure(server, args.seconds)
+        ours = measure(server, args.seconds, args.profile)
     with run_server("moonraker", moonraker_command(moonraker)) as server:
-        peer = measure(server, args.seconds)
+        peer = measure(server, args.seconds, args.profile)
     print_table(ours, peer)
+    if args.profile is not None:
+        print("\nprofiles (py-spy, share of busy samples by innermost frame's package):")
+        for path in ours.profiles + peer.profiles:
+            print(format_breakdown(path))
     print(f"\nbench took {time.monotonic() - started:.0f} s on {os.cpu_count()} cores")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
