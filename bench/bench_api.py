@@ -377,6 +377,45 @@ def measure(server: Server, seconds: float, profile: Path | None = None) -> Figu
     return figures
 
 
+#: What each optional component adds to a server's memory when it is loaded: its modules.
+COMPONENTS = {
+    "simulator (--sim)": "trioprint.sim.server",
+    "update manager ([update_manager])": "trioprint.components.update_manager",
+    "metadata parsers (first G-code file)": "trioprint.domain.metadata,trioprint.domain.thumbnails",
+}
+
+_RSS_SCRIPT = """
+import importlib, sys
+def rss():
+    for line in open('/proc/self/status'):
+        if line.startswith('VmRSS:'):
+            return int(line.split()[1])
+import trioprint.app
+base = rss()
+for name in sys.argv[1].split(',') if sys.argv[1] else []:
+    importlib.import_module(name)
+print(base, rss())
+"""
+
+
+def component_rss(python: str) -> dict[str, float]:
+    """RSS (kB) of a fresh interpreter with trioprint's app imported, and what each optional
+    component's modules add to it (they are loaded only when configured)."""
+
+    def run(modules: str) -> tuple[int, int]:
+        out = subprocess.run(
+            [python, "-c", _RSS_SCRIPT, modules], capture_output=True, text=True, check=True
+        )
+        base, after = out.stdout.split()
+        return int(base), int(after)
+
+    values: dict[str, float] = {"app imported, RSS kB": run("")[0]}
+    for label, modules in COMPONENTS.items():
+        base, after = run(modules)
+        values[f"+ {label} kB"] = after - base
+    return values
+
+
 def print_table(ours: Figures, peer: Figures) -> None:
     width = max(len(k) for k in ours.values) + 2
     print()
@@ -421,6 +460,9 @@ def main() -> int:
     with run_server("moonraker", moonraker_command(moonraker)) as server:
         peer = measure(server, args.seconds, args.profile)
     print_table(ours, peer)
+    print("\nmemory of trioprint's optional components (fresh interpreter, RSS kB):")
+    for key, value in component_rss(args.python).items():
+        print(f"  {key:<48}{value:>10.0f}")
     if args.profile is not None:
         print("\nprofiles (py-spy, share of busy samples by innermost frame's package):")
         for path in ours.profiles + peer.profiles:
