@@ -399,7 +399,8 @@ class Subscriptions(Generic[K]):
     def offer(
         self, diff: Mapping[str, Mapping[str, Any]], eventtime: float, *, exclude: K | None = None
     ) -> list[K]:
-        """Offer ``diff`` to every view (but ``exclude``'s); the ids that got something.
+        """Offer ``diff`` to every view (but ``exclude``'s); the ids that got something
+        (grouped by spec, not in subscription order).
 
         Clients with the same spec share one :class:`Frame` of it (filtered once), unless they
         still had something pending (then each merges it into its own).
