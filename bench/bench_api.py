@@ -416,6 +416,15 @@ def component_rss(python: str) -> dict[str, float]:
     return values
 
 
+def bare_command(python: str, result_file: Path) -> Callable[[Path, int], list[str]]:
+    """hypercorn with a raw ASGI app answering trioprint's server.info JSON: the floor."""
+
+    def command(data: Path, port: int) -> list[str]:
+        return [python, str(HERE / "bare_asgi.py"), str(port), str(result_file)]
+
+    return command
+
+
 def print_table(ours: Figures, peer: Figures) -> None:
     width = max(len(k) for k in ours.values) + 2
     print()
@@ -457,9 +466,25 @@ def main() -> int:
     print(f"trioprint: {args.python} -m trioprint; moonraker: {moonraker}")
     with run_server("trioprint", trioprint_command(args.python)) as server:
         ours = measure(server, args.seconds, args.profile)
+        url = f"http://127.0.0.1:{server.port}/server/info"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            info = json.load(response)["result"]
+    with tempfile.TemporaryDirectory(prefix="bench-bare-") as tmp:
+        result_file = Path(tmp) / "result.json"
+        result_file.write_text(json.dumps(info))
+        with run_server("bare-hypercorn", bare_command(args.python, result_file)) as server:
+            floor = measure(server, args.seconds, args.profile)
     with run_server("moonraker", moonraker_command(moonraker)) as server:
         peer = measure(server, args.seconds, args.profile)
     print_table(ours, peer)
+    print(
+        "\nthe floor: hypercorn's Trio server with a raw ASGI app answering the same JSON "
+        "(ratio = trioprint / floor)"
+    )
+    for key, value in floor.values.items():
+        if "CPU" in key or "req/s" in key:
+            ratio = ours.values[key] / value if value else float("nan")
+            print(f"  {key:<34}{ours.values[key]:>10.2f}{value:>10.2f}{ratio:>8.2f}")
     print("\nmemory of trioprint's optional components (fresh interpreter, RSS kB):")
     for key, value in component_rss(args.python).items():
         print(f"  {key:<48}{value:>10.0f}")
@@ -471,7 +496,10 @@ def main() -> int:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(
-            json.dumps({"trioprint": ours.values, "moonraker": peer.values}, indent=2)
+            json.dumps(
+                {"trioprint": ours.values, "moonraker": peer.values, "floor": floor.values},
+                indent=2,
+            )
         )
     return 0
 
