@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from profiling import format_breakdown, spy
+
 HERE = Path(__file__).resolve().parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -335,14 +337,22 @@ def load_in_subprocess(kind: str, port: int, connections: int, seconds: float) -
 @dataclass
 class Figures:
     values: dict[str, float] = field(default_factory=dict)
+    #: Where each phase's py-spy stacks go (``--profile``): ``DIR/api-<server>-<phase>.txt``.
+    profile: Path | None = None
+    profiles: list[Path] = field(default_factory=list)
 
     def phase(
         self, server: Server, label: str, kind: str, connections: int, seconds: float
     ) -> None:
         load_in_subprocess(kind, server.port, connections, min(1.0, seconds))  # warm-up
-        cpu0 = server.cpu_seconds()
-        result = load_in_subprocess(kind, server.port, connections, seconds)
-        cpu = server.cpu_seconds() - cpu0
+        out = None
+        if self.profile is not None:
+            out = self.profile / f"api-{server.name}-{label.replace(' ', '-')}.txt"
+            self.profiles.append(out)
+        with spy(server.pid, out):
+            cpu0 = server.cpu_seconds()
+            result = load_in_subprocess(kind, server.port, connections, seconds)
+            cpu = server.cpu_seconds() - cpu0
         rate = result["requests"] / result["elapsed"]
         self.values[f"{label} req/s"] = rate
         self.values[f"{label} p50 ms"] = result["p50_ms"]
@@ -356,8 +366,8 @@ class Figures:
 HIGHER_IS_BETTER = ("req/s",)
 
 
-def measure(server: Server, seconds: float) -> Figures:
-    figures = Figures()
+def measure(server: Server, seconds: float, profile: Path | None = None) -> Figures:
+    figures = Figures(profile=profile)
     time.sleep(3)  # idle
     figures.values["idle RSS kB"] = server.rss_kb()
     figures.phase(server, "ws 1 conn", "ws", 1, seconds)
@@ -365,6 +375,54 @@ def measure(server: Server, seconds: float) -> Figures:
     figures.phase(server, "http 8 conns", "http", 8, seconds)
     figures.values["RSS after load kB"] = server.rss_kb()
     return figures
+
+
+#: What each optional component adds to a server's memory when it is loaded: its modules.
+COMPONENTS = {
+    "simulator (--sim)": "trioprint.sim.server",
+    "update manager ([update_manager])": "trioprint.components.update_manager",
+    "metadata parsers (first G-code file)": "trioprint.domain.metadata,trioprint.domain.thumbnails",
+}
+
+_RSS_SCRIPT = """
+import importlib, sys
+def rss():
+    for line in open('/proc/self/status'):
+        if line.startswith('VmRSS:'):
+            return int(line.split()[1])
+import trioprint.app
+base = rss()
+for name in sys.argv[1].split(',') if sys.argv[1] else []:
+    importlib.import_module(name)
+print(base, rss())
+"""
+
+
+def component_rss(python: str) -> dict[str, float]:
+    """RSS (kB) of a fresh interpreter with trioprint's app imported, and what each optional
+    component's modules add to it (they are loaded only when configured)."""
+
+    def run(modules: str) -> tuple[int, int]:
+        out = subprocess.run(
+            [python, "-c", _RSS_SCRIPT, modules], capture_output=True, text=True, check=True
+        )
+        base, after = out.stdout.split()
+        return int(base), int(after)
+
+    values: dict[str, float] = {"app imported, RSS kB": run("")[0]}
+    for label, modules in COMPONENTS.items():
+        base, after = run(modules)
+        values[f"+ {label} kB"] = after - base
+    return values
+
+
+def bare_command(python: str, result_file: Path) -> Callable[[Path, int], list[str]]:
+    """hypercorn with a raw ASGI app answering trioprint's server.info JSON: the floor."""
+
+    def command(data: Path, port: int) -> list[str]:
+        return [python, str(HERE / "bare_asgi.py"), str(port), str(result_file)]
+
+    return command
 
 
 def print_table(ours: Figures, peer: Figures) -> None:
@@ -388,6 +446,9 @@ def main() -> int:
     parser.add_argument("--python", default=sys.executable, help="interpreter with trioprint")
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each load phase")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--profile", type=Path, help="record each phase with py-spy into this folder"
+    )
     parser.add_argument("--load", choices=["ws", "http"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--connections", type=int, default=1, help=argparse.SUPPRESS)
@@ -404,15 +465,41 @@ def main() -> int:
     started = time.monotonic()
     print(f"trioprint: {args.python} -m trioprint; moonraker: {moonraker}")
     with run_server("trioprint", trioprint_command(args.python)) as server:
-        ours = measure(server, args.seconds)
+        ours = measure(server, args.seconds, args.profile)
+        url = f"http://127.0.0.1:{server.port}/server/info"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            info = json.load(response)["result"]
+    with tempfile.TemporaryDirectory(prefix="bench-bare-") as tmp:
+        result_file = Path(tmp) / "result.json"
+        result_file.write_text(json.dumps(info))
+        with run_server("bare-hypercorn", bare_command(args.python, result_file)) as server:
+            floor = measure(server, args.seconds, args.profile)
     with run_server("moonraker", moonraker_command(moonraker)) as server:
-        peer = measure(server, args.seconds)
+        peer = measure(server, args.seconds, args.profile)
     print_table(ours, peer)
+    print(
+        "\nthe floor: hypercorn's Trio server with a raw ASGI app answering the same JSON "
+        "(ratio = trioprint / floor)"
+    )
+    for key, value in floor.values.items():
+        if "CPU" in key or "req/s" in key:
+            ratio = ours.values[key] / value if value else float("nan")
+            print(f"  {key:<34}{ours.values[key]:>10.2f}{value:>10.2f}{ratio:>8.2f}")
+    print("\nmemory of trioprint's optional components (fresh interpreter, RSS kB):")
+    for key, value in component_rss(args.python).items():
+        print(f"  {key:<48}{value:>10.0f}")
+    if args.profile is not None:
+        print("\nprofiles (py-spy, share of busy samples by innermost frame's package):")
+        for path in ours.profiles + peer.profiles:
+            print(format_breakdown(path))
     print(f"\nbench took {time.monotonic() - started:.0f} s on {os.cpu_count()} cores")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(
-            json.dumps({"trioprint": ours.values, "moonraker": peer.values}, indent=2)
+            json.dumps(
+                {"trioprint": ours.values, "moonraker": peer.values, "floor": floor.values},
+                indent=2,
+            )
         )
     return 0
 

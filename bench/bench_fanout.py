@@ -67,6 +67,7 @@ from typing import Any, TextIO
 # The same config for both servers (each ignores what it does not know), as bench_api writes
 # it; this script runs from bench/, so bench_api is beside it on sys.path.
 from bench_api import server_conf
+from profiling import format_breakdown, spy
 
 HERE = Path(__file__).resolve().parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -831,6 +832,9 @@ class Bench:
     details: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     #: Klippy's own CPU (% of one core) in the quiet windows, by label.
     klippy_cpu: dict[str, float] = field(default_factory=dict)
+    #: Where each measured phase's py-spy stacks of the server go (``--profile``).
+    profile: Path | None = None
+    profiles: list[Path] = field(default_factory=list)
 
     def phase(self, server: Server, peer: Server, connections: int, seconds: float) -> dict:
         errors = self.workdir / f"load-{server.name}-{connections}.err"
@@ -888,7 +892,12 @@ class Bench:
         return result
 
     def measure(self, server: Server, peer: Server, connections: int) -> None:
-        result = self.phase(server, peer, connections, self.seconds)
+        out = None
+        if self.profile is not None:
+            out = self.profile / f"fanout-{self.kind}-{server.name}-{connections}.txt"
+            self.profiles.append(out)
+        with spy(server.pid, out):
+            result = self.phase(server, peer, connections, self.seconds)
         self.details.setdefault(server.name, []).append(result)
         label = f"{connections} client{'s' if connections > 1 else ''}"
         updates = max(result["updates"], 1)
@@ -1093,6 +1102,7 @@ def run_pass(
         servers = start_servers(stack, args, moonraker, workdir, klippy_socket, gcodes)
         ours, peer = servers["trioprint"], servers["moonraker"]
         bench = Bench(args.python, kind, klippy.pid, klippy_socket, args.seconds, workdir)
+        bench.profile = args.profile
         # Prime both: each then holds a klippy subscription to everything, as in every phase.
         bench.phase(ours, peer, 1, 1.0)
         bench.phase(peer, ours, 1, 1.0)
@@ -1166,6 +1176,10 @@ def run_pass(
             print(f"simulator log: {count} warning/error lines")
             for line in dict.fromkeys(lines):
                 print(f"    {line[:200]}")
+        if bench.profiles:
+            print("server profiles (py-spy, share of busy samples by innermost frame's package):")
+            for path in bench.profiles:
+                print(format_breakdown(path))
         if spy_top:
             print(f"py-spy, {name}'s functions with the most samples of their own (phases):")
             for line in spy_top:
@@ -1206,6 +1220,9 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--logs", type=Path, help="copy the servers' and klippy's logs here")
     parser.add_argument("--py-spy", help="py-spy executable: profile klippy during the phases")
+    parser.add_argument(
+        "--profile", type=Path, help="record each server's phases with py-spy into this folder"
+    )
     parser.add_argument("--load", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--drive", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)

@@ -231,6 +231,11 @@ async def test_file_written_by_another_program_is_announced(watched: Watched) ->
     write(env.gcodes / "sub" / "other.gcode", "G28\nG1 X10\n")
     assert await watched.next() == ("create_file", "gcodes", "sub/other.gcode")
     created = env.ws.changes()[0]
+    if created["item"]["size"] == 0:
+        # the scan ran between the file's creation and its write (a loaded machine): the
+        # write is announced on its own, as the README says a file being written may be
+        assert await watched.next() == ("modify_file", "gcodes", "sub/other.gcode")
+        created = env.ws.changes()[1]
     assert created["item"]["size"] == len("G28\nG1 X10\n")
     write(env.data / "config" / "macros.cfg")
     assert await watched.next() == ("create_file", "config", "macros.cfg")

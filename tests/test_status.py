@@ -563,3 +563,92 @@ def test_normalize_spec_raises_only_value_error(raw: Any) -> None:
         assert isinstance(name, str)
         assert fields is None or all(isinstance(f, str) for f in fields)
     assert normalize_spec(spec) == spec
+
+
+# --- shared frames: the same bytes as one view per client ---------------------------------
+
+
+def _encoded(taken: tuple[Status, float] | None) -> str | None:
+    return None if taken is None else json.dumps([taken[0], taken[1]], separators=(",", ":"))
+
+
+#: Specs as a frontend's clients send them: several identical, one the same objects in another
+#: order (a different group: its bytes differ), and a subset.
+shared_specs = st.lists(
+    st.sampled_from(
+        [
+            {"extruder": None, "toolhead": ["position", "homed_axes"], "webhooks": None},
+            {"toolhead": ["position", "homed_axes"], "extruder": None, "webhooks": None},
+            {"extruder": ["temperature", "target"]},
+        ]
+    )
+    | specs,
+    min_size=1,
+    max_size=6,
+)
+
+
+@given(
+    clients=shared_specs,
+    updates=st.lists(diffs(), max_size=10),
+    reads=st.lists(st.sets(st.integers(0, 5)), max_size=10),
+)
+def test_shared_frames_give_each_client_the_bytes_of_its_own_view(
+    clients: list[ObjectSpec], updates: list[Status], reads: list[set[int]]
+) -> None:
+    """Whoever reads when, each client takes exactly what a view of its own would give it
+    (equal JSON text, key order included), and shared frames are never changed by a merge."""
+    subs: Subscriptions[int] = Subscriptions()
+    own: dict[int, ClientView] = {}
+    for cid, spec in enumerate(clients):
+        subs.set(cid, spec)
+        if spec:
+            own[cid] = ClientView(normalize_spec(spec))
+    frames: list[tuple[Status, str]] = []
+    for n, diff in enumerate(updates):
+        got = subs.offer(diff, float(n))
+        # the same clients (in groups of one spec, so not in subscription order)
+        assert sorted(got) == [cid for cid, view in own.items() if view.offer(diff, float(n))]
+        readers = reads[n] if n < len(reads) else set(own)
+        for cid in readers & set(own):
+            view = subs.get(cid)
+            assert view is not None
+            frame = view.take_frame()
+            expected = _encoded(own[cid].take())
+            got_text = None if frame is None else _encoded((frame.status, frame.eventtime))
+            assert got_text == expected
+            if frame is not None:
+                frames.append((frame.status, json.dumps(frame.status)))
+    for cid, reference in own.items():
+        view = subs.get(cid)
+        assert view is not None
+        assert _encoded(view.take()) == _encoded(reference.take())
+    for status, text in frames:  # what was handed out stayed as it was
+        assert json.dumps(status) == text
+
+
+def test_clients_with_one_spec_share_one_frame_and_a_slow_one_merges_its_own() -> None:
+    subs: Subscriptions[int] = Subscriptions()
+    spec: ObjectSpec = {"extruder": ["temperature"], "toolhead": None}
+    for cid in range(3):
+        subs.set(cid, dict(spec))
+    subs.set(3, {"toolhead": None, "extruder": ["temperature"]})  # other order: own group
+    assert subs.offer({"extruder": {"temperature": 20.0, "power": 1.0}}, 1.0) == [0, 1, 2, 3]
+    views = [subs.get(cid) for cid in range(4)]
+    assert all(v is not None for v in views)
+    frames = [v.take_frame() for v in views[:2] if v is not None]
+    assert frames[0] is frames[1]  # one frame, so one encoding, for the group
+    assert frames[0] is not None
+    assert frames[0].status == {"extruder": {"temperature": 20.0}}
+    # client 2 did not read: the next update is merged into a copy of its own
+    subs.offer({"toolhead": {"position": [1.0]}}, 2.0)
+    slow = views[2]
+    assert slow is not None
+    merged = {"extruder": {"temperature": 20.0}, "toolhead": {"position": [1.0]}}
+    assert slow.take() == (merged, 2.0)
+    assert frames[0].status == {"extruder": {"temperature": 20.0}}  # the shared one unchanged
+    other = views[3]
+    assert other is not None
+    taken = other.take_frame()
+    assert taken is not None
+    assert taken is not frames[0]

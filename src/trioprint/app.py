@@ -26,7 +26,7 @@ import logging
 import signal
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 import trio
@@ -60,21 +60,23 @@ from .components.printer import Printer
 from .components.sensors import Sensors, mqtt_source
 from .components.server import ServerCore
 from .components.spoolman import Spoolman
-from .components.update_manager import UpdateManager, is_configured
 from .components.uploads import handle_upload
 from .components.webcams import Webcams
 from .config import Config, default_config_path, load_config
 from .domain.spoolman import SpoolmanError
 from .errors import ConfigError, StartupError
 from .registry import Registry
-from .sim.config import ConfigError as SimConfigError
-from .sim.config import read_printer_cfg
-from .sim.machine import SimMachine
-from .sim.server import SimKlippy
 from .transport import server_fixes
 from .transport.http import Router, create_http_app
 from .transport.klippy import open_unix
 from .transport.websocket import CLOSE_GOING_AWAY, CLOSE_RESTART, WebsocketManager
+
+# Imported where they are used, so that a server without them never loads them (idle RSS):
+# the simulator (--sim, or no klippy configured) and the update manager ([update_manager]).
+if TYPE_CHECKING:
+    from .components.update_manager import UpdateManager
+    from .sim.machine import SimMachine
+    from .sim.server import SimKlippy
 
 log = logging.getLogger(__name__)
 
@@ -209,17 +211,17 @@ class Instance:
             warnings=self.warnings,
         )
         # machine.update.*: only with an [update_manager] section
-        self.update_manager = (
-            UpdateManager(
+        self.update_manager: UpdateManager | None = None
+        if "update_manager" in config.sections:
+            from .components.update_manager import UpdateManager
+
+            self.update_manager = UpdateManager(
                 config,
                 self.database,
                 self.websockets,
                 is_printing=self._klippy_printing,
                 warnings=self.warnings,
             )
-            if is_configured(config)
-            else None
-        )
         # [webcam NAME] sections and the cameras stored in the database
         self.webcams = Webcams(
             config.sections_with_prefix("webcam"),
@@ -482,6 +484,11 @@ def make_simulator(
     """The simulated printer, when no klippy is configured (or ``force``); else None."""
     if not force and config.server.klippy_uds_address:
         return None
+    from .sim.config import ConfigError as SimConfigError
+    from .sim.config import read_printer_cfg
+    from .sim.machine import SimMachine
+    from .sim.server import SimKlippy
+
     gcodes = Path(config.file_manager.gcodes_path or config.data_dir / "gcodes")
     factory = None
     warnings: list[str] = []
@@ -510,6 +517,8 @@ def make_simulator(
 
 
 def _user_machine(printer_cfg: str, gcodes: Path, now: float) -> SimMachine:
+    from .sim.machine import SimMachine
+
     return SimMachine(gcodes, now=now, printer_cfg=printer_cfg)
 
 

@@ -346,15 +346,18 @@ class Klippy:
         view: ClientView | None = self._subs.get(cid)
         if view is None:
             return None
-        taken = view.take()
-        if taken is None:
+        frame = view.take_frame()
+        if frame is None:
             return None
-        diff, eventtime = taken
-        try:
-            return rpc.dumps(rpc.notification("notify_status_update", [diff, eventtime]))
-        except (TypeError, ValueError) as exc:  # never expected: klippy's NaN arrive as null
-            log.error("status update not sent: it cannot be encoded as JSON: %s", exc)
-            return None
+        if frame.text is None:  # the first client of its group to take it encodes it
+            try:
+                frame.text = rpc.dumps(
+                    rpc.notification("notify_status_update", [frame.status, frame.eventtime])
+                )
+            except (TypeError, ValueError) as exc:  # never expected: klippy's NaN arrive as null
+                log.error("status update not sent: it cannot be encoded as JSON: %s", exc)
+                return None
+        return frame.text
 
     def _connection_closed(self, conn: WebsocketConnection) -> None:
         self._subs.remove(conn.connection_id)

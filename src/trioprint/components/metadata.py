@@ -24,11 +24,9 @@ import attrs
 import trio
 
 from ..bus import Bus
-from ..domain import metadata as md
 from ..domain import strictjson
 from ..domain.kv import KeyValueStore
 from ..domain.octoprint_events import MetadataAnalysisFinished, MetadataAnalysisStarted
-from ..domain.thumbnails import thumbnail_bytes, thumbnail_info, thumbnail_name
 from ..errors import ApiError
 from ..registry import Call, endpoint
 from .files.manager import Files
@@ -126,6 +124,10 @@ class MetadataStore:
 
     def _extract(self, filename: str, full: str, force: bool) -> dict[str, Any] | None:
         """The metadata of ``full`` (thread only); None if the cached result is still valid."""
+        # the parsers (slicer tables, thumbnails) load with the first file that needs them
+        from ..domain import metadata as md
+        from ..domain.thumbnails import thumbnail_bytes, thumbnail_info, thumbnail_name
+
         stat = os.stat(full)
         cached = self._cache.get(filename)
         if (

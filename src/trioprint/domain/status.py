@@ -225,13 +225,37 @@ class StatusCache:
         return len(self._state)
 
 
+class Frame:
+    """One update as it goes out: the diff, its eventtime, and its encoding once made.
+
+    A frame offered to a group of clients with the same subscription (see
+    :meth:`Subscriptions.offer`) is shared by all of them, so it is encoded once, whoever takes
+    it first (``text`` is for the caller to fill; nothing here encodes). Read only once made.
+    """
+
+    __slots__ = ("eventtime", "status", "text")
+
+    def __init__(self, status: Status, eventtime: float) -> None:
+        self.status = status
+        self.eventtime = eventtime
+        self.text: str | None = None
+
+
 class ClientView:
-    """One client's subscription and its coalesced pending update."""
+    """One client's subscription and its coalesced pending update.
+
+    The pending update is either a shared :class:`Frame` (the client took everything before
+    it: the usual case) or, once a second update arrives before the client took the first, a
+    merge of its own (a slow reader gets one merged diff, never a queue of them).
+    """
+
+    __slots__ = ("_eventtime", "_pending", "_shared", "spec")
 
     def __init__(self, spec: ObjectSpec) -> None:
         self.spec: ObjectSpec = spec
         self._pending: Status = {}
         self._eventtime = 0.0
+        self._shared: Frame | None = None
 
     def resubscribe(self, spec: ObjectSpec) -> None:
         """Change what the client wants; the pending update is dropped."""
@@ -242,6 +266,16 @@ class ClientView:
         """Drop the pending update (e.g. once the client got a fresh snapshot)."""
         self._pending = {}
         self._eventtime = 0.0
+        self._shared = None
+
+    def _own(self) -> Status:
+        """The pending update as a merge of this client's own (the shared frame copied)."""
+        shared = self._shared
+        if shared is not None:
+            self._pending = {name: dict(fields) for name, fields in shared.status.items()}
+            self._eventtime = shared.eventtime
+            self._shared = None
+        return self._pending
 
     def offer(self, diff: Mapping[str, Mapping[str, Any]], eventtime: float) -> bool:
         """Merge the part of ``diff`` this client wants into its pending update.
@@ -250,7 +284,7 @@ class ClientView:
         Returns whether anything was added; a diff with nothing for the client changes nothing.
         """
         added = False
-        pending = self._pending
+        pending = self._own()
         for name, wanted in self.spec.items():
             fields = diff.get(name)
             if not fields:
@@ -268,17 +302,50 @@ class ClientView:
             self._eventtime = eventtime
         return added
 
+    def offer_frame(self, frame: Frame) -> None:
+        """Add ``frame`` (already filtered for this client's spec, not empty) to the pending
+        update: it is the pending update if there was none, else it is merged in."""
+        if self._shared is None and not self._pending:
+            self._shared = frame
+            return
+        pending = self._own()
+        for name, fields in frame.status.items():
+            target = pending.get(name)
+            if target is None:
+                pending[name] = dict(fields)
+            else:
+                target.update(fields)
+        self._eventtime = frame.eventtime
+
     @property
     def has_pending(self) -> bool:
-        return bool(self._pending)
+        return self._shared is not None or bool(self._pending)
 
-    def take(self) -> tuple[Status, float] | None:
-        """The pending update and its eventtime, which are then cleared; ``None`` if none."""
+    def take_frame(self) -> Frame | None:
+        """The pending update as a frame (shared, maybe already encoded), then cleared."""
+        shared = self._shared
+        if shared is not None:
+            self._shared = None
+            return shared
         if not self._pending:
             return None
-        taken = (self._pending, self._eventtime)
+        frame = Frame(self._pending, self._eventtime)
         self.clear()
-        return taken
+        return frame
+
+    def take(self) -> tuple[Status, float] | None:
+        """The pending update and its eventtime, which are then cleared; ``None`` if none.
+
+        The status may be shared with other clients: read it, do not change it.
+        """
+        frame = self.take_frame()
+        return None if frame is None else (frame.status, frame.eventtime)
+
+
+def _spec_key(spec: ObjectSpec) -> tuple[tuple[str, tuple[str, ...] | None], ...]:
+    """Equal for specs that filter a diff into equal dicts, in the same order (so one frame,
+    one encoding, serves them all): the objects and fields, in the spec's order."""
+    return tuple((name, None if f is None else tuple(f)) for name, f in spec.items())
 
 
 class Subscriptions(Generic[K]):
@@ -287,6 +354,8 @@ class Subscriptions(Generic[K]):
     def __init__(self) -> None:
         self._views: dict[K, ClientView] = {}
         self._merged: ObjectSpec = {}
+        #: Clients by identical spec (:func:`_spec_key`): each group's diff is filtered once.
+        self._groups: list[tuple[ObjectSpec, list[tuple[K, ClientView]]]] = []
 
     def set(self, client_id: K, spec: ObjectSpec) -> bool:
         """Subscribe ``client_id`` to ``spec`` (replacing its previous subscription).
@@ -312,6 +381,10 @@ class Subscriptions(Generic[K]):
         return self._recompute()
 
     def _recompute(self) -> bool:
+        groups: dict[Hashable, tuple[ObjectSpec, list[tuple[K, ClientView]]]] = {}
+        for cid, view in self._views.items():
+            groups.setdefault(_spec_key(view.spec), (view.spec, []))[1].append((cid, view))
+        self._groups = list(groups.values())
         merged = merge_specs(view.spec for view in self._views.values())
         changed = merged != self._merged
         self._merged = merged
@@ -326,12 +399,23 @@ class Subscriptions(Generic[K]):
     def offer(
         self, diff: Mapping[str, Mapping[str, Any]], eventtime: float, *, exclude: K | None = None
     ) -> list[K]:
-        """Offer ``diff`` to every view (but ``exclude``'s); the ids that got something."""
-        return [
-            cid
-            for cid, view in self._views.items()
-            if cid != exclude and view.offer(diff, eventtime)
-        ]
+        """Offer ``diff`` to every view (but ``exclude``'s); the ids that got something
+        (grouped by spec, not in subscription order).
+
+        Clients with the same spec share one :class:`Frame` of it (filtered once), unless they
+        still had something pending (then each merges it into its own).
+        """
+        got: list[K] = []
+        for spec, members in self._groups:
+            status = filter_diff(diff, spec)
+            if not status:
+                continue
+            frame = Frame(status, eventtime)
+            for cid, view in members:
+                if cid != exclude:
+                    view.offer_frame(frame)
+                    got.append(cid)
+        return got
 
     def get(self, client_id: K) -> ClientView | None:
         return self._views.get(client_id)
@@ -345,6 +429,7 @@ class Subscriptions(Generic[K]):
     def clear(self) -> None:
         """Drop every subscription (klippy disconnected: Moonraker forgets them all)."""
         self._views.clear()
+        self._groups = []
         self._merged = {}
 
     def __iter__(self) -> Iterator[K]:
