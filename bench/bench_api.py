@@ -40,8 +40,7 @@ MOONRAKER_CONF = """\
 [server]
 host: 127.0.0.1
 port: {port}
-klippy_uds_address: {socket}
-{extra}
+{server_extra}
 [machine]
 provider: none
 
@@ -54,12 +53,14 @@ enable_moonlight: False
 """
 
 
-def server_conf(port: int, socket: str, extra: str = "") -> str:
+def server_conf(port: int, socket: str | None, extra: str = "") -> str:
     """Moonraker's config for a bench run (trioprint reads it too): loopback, trusted, quiet.
 
-    ``extra`` adds ``[server]`` options, one per line.
+    ``socket`` is klippy's Unix socket (``None``: no ``klippy_uds_address``, for a trioprint
+    that runs its own simulated printer); ``extra`` adds ``[server]`` options, one per line.
     """
-    return MOONRAKER_CONF.format(port=port, socket=socket, extra=extra)
+    uds = "" if socket is None else f"klippy_uds_address: {socket}\n"
+    return MOONRAKER_CONF.format(port=port, server_extra=uds + extra)
 
 
 # --- servers --------------------------------------------------------------------------------

@@ -42,23 +42,6 @@ SETTLE = 5.0
 #: Seconds every server has to answer ``klippy_state: ready``.
 READY_TIMEOUT = 60.0
 
-#: A trioprint instance that runs its own simulated printer: no klippy_uds_address.
-EMBEDDED_CONF = """\
-[server]
-host: 127.0.0.1
-port: {port}
-
-[machine]
-provider: none
-
-[authorization]
-trusted_clients:
-  127.0.0.0/8
-
-[announcements]
-enable_moonlight: False
-"""
-
 
 def rss_kb(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -155,7 +138,7 @@ def trioprint_farm_embedded(python: str, _: str, workdir: Path, count: int) -> I
     ports = [free_port() for _ in range(count)]
     args = []
     for i, port in enumerate(ports):
-        data = instance_dir(workdir, i, EMBEDDED_CONF.format(port=port))
+        data = instance_dir(workdir, i, server_conf(port, None))
         args += ["--instance", f"p{i}={data}"]
     with started([[python, "-m", "trioprint", *args]], ports, workdir) as processes:
         yield [p.pid for p in processes]
