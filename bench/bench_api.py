@@ -84,14 +84,24 @@ class Server:
         return self.process.pid
 
     def rss_kb(self) -> int:
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-        return 0
+        return rss_kb(self.pid)
 
     def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+        return cpu_ticks_seconds(self.pid)
+
+
+def rss_kb(pid: int) -> int:
+    """A process's resident memory (``VmRSS`` in /proc/<pid>/status), in kB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def cpu_ticks_seconds(pid: int) -> float:
+    """utime+stime from /proc/<pid>/stat (10 ms ticks; includes threads that have exited)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 def wait_http(port: int, timeout: float = 30.0) -> None:

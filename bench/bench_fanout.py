@@ -66,10 +66,9 @@ from typing import Any, TextIO
 
 # The same config for both servers (each ignores what it does not know), as bench_api writes
 # it; this script runs from bench/, so bench_api is beside it on sys.path.
-from bench_api import server_conf
+from bench_api import cpu_ticks_seconds, free_port, server_conf
 
 HERE = Path(__file__).resolve().parent
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 #: The local clock each klippy kind's ``eventtime`` is on: kalico's reactor clock
 #: (klippy/chelper/pyhelper.c get_monotonic); the simulator's (trioprint/sim/server.py
 #: ``SimKlippy.now``: time.monotonic() plus trio's perf_counter offsets, at speed 1).
@@ -102,12 +101,6 @@ def cpu_seconds(pid: int) -> float:
         with contextlib.suppress(FileNotFoundError, ProcessLookupError):
             total += int((task / "schedstat").read_text().split()[0])
     return total / 1e9
-
-
-def cpu_ticks_seconds(pid: int) -> float:
-    """utime+stime from /proc/<pid>/stat (10 ms ticks; includes threads that have exited)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -725,12 +718,6 @@ class Server:
 
     def cpu_seconds(self) -> float:
         return cpu_seconds(self.pid)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_klippy_connected(server: Server, timeout: float = 30.0) -> None:

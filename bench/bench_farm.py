@@ -34,25 +34,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from bench_api import CLK_TCK, free_port, server_conf
+from bench_api import cpu_ticks_seconds, free_port, rss_kb, server_conf
 from bench_fanout import run_sim, stop_process
 
 #: Seconds between every server being ready and the idle window's start.
 SETTLE = 5.0
 #: Seconds every server has to answer ``klippy_state: ready``.
 READY_TIMEOUT = 60.0
-
-
-def rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 def klippy_state(port: int) -> str | None:
@@ -181,9 +169,9 @@ SETUPS: dict[str, tuple[str, Setup]] = {
 
 def measure(pids: list[int], window: float) -> dict[str, Any]:
     time.sleep(SETTLE)
-    before, t0 = sum(cpu_seconds(p) for p in pids), time.monotonic()
+    before, t0 = sum(cpu_ticks_seconds(p) for p in pids), time.monotonic()
     time.sleep(window)
-    after, t1 = sum(cpu_seconds(p) for p in pids), time.monotonic()
+    after, t1 = sum(cpu_ticks_seconds(p) for p in pids), time.monotonic()
     rss = sum(rss_kb(p) for p in pids)
     return {
         "processes": len(pids),
