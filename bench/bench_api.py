@@ -63,6 +63,13 @@ def server_conf(port: int, socket: str | None, extra: str = "") -> str:
     return MOONRAKER_CONF.format(port=port, server_extra=uds + extra)
 
 
+def write_json(path: Path | None, data: Any) -> None:
+    """``--json PATH``: the figures written there (indented), its folder made; None: nothing."""
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(data, indent=2))
+
+
 # --- servers --------------------------------------------------------------------------------
 
 
@@ -420,11 +427,7 @@ def main() -> int:
         peer = measure(server, args.seconds)
     print_table(ours, peer)
     print(f"\nbench took {time.monotonic() - started:.0f} s on {os.cpu_count()} cores")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(
-            json.dumps({"trioprint": ours.values, "moonraker": peer.values}, indent=2)
-        )
+    write_json(args.json, {"trioprint": ours.values, "moonraker": peer.values})
     return 0
 
 

@@ -66,7 +66,7 @@ from typing import Any, TextIO
 
 # The same config for both servers (each ignores what it does not know), as bench_api writes
 # it; this script runs from bench/, so bench_api is beside it on sys.path.
-from bench_api import cpu_ticks_seconds, free_port, server_conf
+from bench_api import cpu_ticks_seconds, free_port, server_conf, write_json
 
 HERE = Path(__file__).resolve().parent
 #: The local clock each klippy kind's ``eventtime`` is on: kalico's reactor clock
@@ -1230,9 +1230,7 @@ def main() -> int:
     )
     results = {kind: run_pass(kind, args, moonraker, kalico, counts) for kind in kinds}
     print(f"\nfan-out bench took {time.monotonic() - started:.0f} s")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2))
+    write_json(args.json, results)
     return 0
 
 

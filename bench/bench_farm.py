@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from bench_api import cpu_ticks_seconds, free_port, rss_kb, server_conf
+from bench_api import cpu_ticks_seconds, free_port, rss_kb, server_conf, write_json
 from bench_fanout import run_sim, stop_process
 
 #: Seconds between every server being ready and the idle window's start.
@@ -227,9 +227,7 @@ def main() -> int:
             f"CPU {peer['cpu_percent'] / max(ours['cpu_percent'], 0.01):.2f}x"
         )
     print(f"bench took {time.monotonic() - began:.0f} s on {os.cpu_count()} cores")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"printers": n, "results": results}, indent=2))
+    write_json(args.json, {"printers": n, "results": results})
     return 0
 
 
