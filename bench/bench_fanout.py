@@ -59,7 +59,7 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -997,6 +997,28 @@ def py_spy_top(process: subprocess.Popen[bytes], out: Path, n: int = 5) -> list[
 # --- a pass: one klippy, both servers -----------------------------------------------------------
 
 
+def start_klippy(
+    stack: contextlib.ExitStack,
+    kind: str,
+    python: str,
+    kalico: str,
+    workdir: Path,
+    prepare: Callable[[Path], None] | None = None,
+) -> tuple[subprocess.Popen[bytes], str, Path | None]:
+    """A pass's klippy, kalico or the simulator (``kind``), in ``workdir``: its process, its API
+    socket and, for the simulator, the G-code folder it prints from (Moonraker's data folder's;
+    ``prepare`` writes into it before the simulator starts)."""
+    if kind == "kalico":
+        klippy = stack.enter_context(run_klippy(kalico, workdir / "klippy"))
+        return klippy, str(workdir / "klippy" / "klippy.sock"), None
+    gcodes = workdir / "moonraker" / "gcodes"
+    gcodes.mkdir(parents=True)
+    if prepare is not None:
+        prepare(gcodes)
+    klippy = stack.enter_context(run_sim(python, workdir / "sim", gcodes))
+    return klippy, str(workdir / "sim" / "klippy.sock"), gcodes
+
+
 def start_servers(
     stack: contextlib.ExitStack,
     args: argparse.Namespace,
@@ -1064,18 +1086,15 @@ def run_pass(
         contextlib.ExitStack() as stack,
     ):
         workdir = Path(tmp)
-        gcodes: Path | None = None
-        if kind == "kalico":
-            klippy = stack.enter_context(run_klippy(kalico, workdir / "klippy"))
-            klippy_socket = str(workdir / "klippy" / "klippy.sock")
-        else:
-            gcodes = workdir / "moonraker" / "gcodes"  # Moonraker's data folder's
-            gcodes.mkdir(parents=True)
+
+        def write_print(gcodes: Path) -> None:
             # Long enough for the quiet windows, the priming and the phases (twice over).
             needed = 2 * (args.quiet + sum(2 * (args.seconds + 6) for _ in counts)) + 60
             record["print"] = write_print_file(gcodes, needed)
-            klippy = stack.enter_context(run_sim(args.python, workdir / "sim", gcodes))
-            klippy_socket = str(workdir / "sim" / "klippy.sock")
+
+        klippy, klippy_socket, gcodes = start_klippy(
+            stack, kind, args.python, kalico, workdir, write_print
+        )
         clock = check_clock(klippy_socket, kind)
         servers = start_servers(stack, args, moonraker, workdir, klippy_socket, gcodes)
         ours, peer = servers["trioprint"], servers["moonraker"]
