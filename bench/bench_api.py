@@ -42,8 +42,7 @@ MOONRAKER_CONF = """\
 [server]
 host: 127.0.0.1
 port: {port}
-klippy_uds_address: {socket}
-{extra}
+{server_extra}
 [machine]
 provider: none
 
@@ -56,12 +55,21 @@ enable_moonlight: False
 """
 
 
-def server_conf(port: int, socket: str, extra: str = "") -> str:
+def server_conf(port: int, socket: str | None, extra: str = "") -> str:
     """Moonraker's config for a bench run (trioprint reads it too): loopback, trusted, quiet.
 
-    ``extra`` adds ``[server]`` options, one per line.
+    ``socket`` is klippy's Unix socket (``None``: no ``klippy_uds_address``, for a trioprint
+    that runs its own simulated printer); ``extra`` adds ``[server]`` options, one per line.
     """
-    return MOONRAKER_CONF.format(port=port, socket=socket, extra=extra)
+    uds = "" if socket is None else f"klippy_uds_address: {socket}\n"
+    return MOONRAKER_CONF.format(port=port, server_extra=uds + extra)
+
+
+def write_json(path: Path | None, data: Any) -> None:
+    """``--json PATH``: the figures written there (indented), its folder made; None: nothing."""
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(data, indent=2))
 
 
 # --- servers --------------------------------------------------------------------------------
@@ -85,14 +93,24 @@ class Server:
         return self.process.pid
 
     def rss_kb(self) -> int:
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-        return 0
+        return rss_kb(self.pid)
 
     def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+        return cpu_ticks_seconds(self.pid)
+
+
+def rss_kb(pid: int) -> int:
+    """A process's resident memory (``VmRSS`` in /proc/<pid>/status), in kB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def cpu_ticks_seconds(pid: int) -> float:
+    """utime+stime from /proc/<pid>/stat (10 ms ticks; includes threads that have exited)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 def wait_http(port: int, timeout: float = 30.0) -> None:
@@ -493,14 +511,9 @@ def main() -> int:
         for path in ours.profiles + peer.profiles:
             print(format_breakdown(path))
     print(f"\nbench took {time.monotonic() - started:.0f} s on {os.cpu_count()} cores")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(
-            json.dumps(
-                {"trioprint": ours.values, "moonraker": peer.values, "floor": floor.values},
-                indent=2,
-            )
-        )
+    write_json(
+        args.json, {"trioprint": ours.values, "moonraker": peer.values, "floor": floor.values}
+    )
     return 0
 
 

@@ -24,7 +24,14 @@ from pathlib import Path
 from typing import Any
 
 # this script runs from bench/, so its siblings are on sys.path
-from bench_api import REPLY_TIMEOUT, Server, moonraker_command, run_server, trioprint_command
+from bench_api import (
+    REPLY_TIMEOUT,
+    Server,
+    moonraker_command,
+    run_server,
+    trioprint_command,
+    write_json,
+)
 from bench_files import print_table
 
 NAMESPACE = "bench"
@@ -218,9 +225,7 @@ def main() -> int:
     for note in dict.fromkeys(notes):
         print(f"note: {note}")
     print(f"database bench took {time.monotonic() - started:.0f} s on {os.cpu_count()} cores")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"trioprint": ours, "moonraker": peer}, indent=2))
+    write_json(args.json, {"trioprint": ours, "moonraker": peer})
     return 0
 
 

@@ -59,18 +59,17 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
 # The same config for both servers (each ignores what it does not know), as bench_api writes
 # it; this script runs from bench/, so bench_api is beside it on sys.path.
-from bench_api import server_conf
+from bench_api import cpu_ticks_seconds, free_port, server_conf, write_json
 from profiling import format_breakdown, spy
 
 HERE = Path(__file__).resolve().parent
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 #: The local clock each klippy kind's ``eventtime`` is on: kalico's reactor clock
 #: (klippy/chelper/pyhelper.c get_monotonic); the simulator's (trioprint/sim/server.py
 #: ``SimKlippy.now``: time.monotonic() plus trio's perf_counter offsets, at speed 1).
@@ -103,12 +102,6 @@ def cpu_seconds(pid: int) -> float:
         with contextlib.suppress(FileNotFoundError, ProcessLookupError):
             total += int((task / "schedstat").read_text().split()[0])
     return total / 1e9
-
-
-def cpu_ticks_seconds(pid: int) -> float:
-    """utime+stime from /proc/<pid>/stat (10 ms ticks; includes threads that have exited)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -728,12 +721,6 @@ class Server:
         return cpu_seconds(self.pid)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def wait_klippy_connected(server: Server, timeout: float = 30.0) -> None:
     """Until the server answers HTTP and reports klippy ``ready``."""
     deadline = time.monotonic() + timeout
@@ -1019,6 +1006,28 @@ def py_spy_top(process: subprocess.Popen[bytes], out: Path, n: int = 5) -> list[
 # --- a pass: one klippy, both servers -----------------------------------------------------------
 
 
+def start_klippy(
+    stack: contextlib.ExitStack,
+    kind: str,
+    python: str,
+    kalico: str,
+    workdir: Path,
+    prepare: Callable[[Path], None] | None = None,
+) -> tuple[subprocess.Popen[bytes], str, Path | None]:
+    """A pass's klippy, kalico or the simulator (``kind``), in ``workdir``: its process, its API
+    socket and, for the simulator, the G-code folder it prints from (Moonraker's data folder's;
+    ``prepare`` writes into it before the simulator starts)."""
+    if kind == "kalico":
+        klippy = stack.enter_context(run_klippy(kalico, workdir / "klippy"))
+        return klippy, str(workdir / "klippy" / "klippy.sock"), None
+    gcodes = workdir / "moonraker" / "gcodes"
+    gcodes.mkdir(parents=True)
+    if prepare is not None:
+        prepare(gcodes)
+    klippy = stack.enter_context(run_sim(python, workdir / "sim", gcodes))
+    return klippy, str(workdir / "sim" / "klippy.sock"), gcodes
+
+
 def start_servers(
     stack: contextlib.ExitStack,
     args: argparse.Namespace,
@@ -1086,18 +1095,15 @@ def run_pass(
         contextlib.ExitStack() as stack,
     ):
         workdir = Path(tmp)
-        gcodes: Path | None = None
-        if kind == "kalico":
-            klippy = stack.enter_context(run_klippy(kalico, workdir / "klippy"))
-            klippy_socket = str(workdir / "klippy" / "klippy.sock")
-        else:
-            gcodes = workdir / "moonraker" / "gcodes"  # Moonraker's data folder's
-            gcodes.mkdir(parents=True)
+
+        def write_print(gcodes: Path) -> None:
             # Long enough for the quiet windows, the priming and the phases (twice over).
             needed = 2 * (args.quiet + sum(2 * (args.seconds + 6) for _ in counts)) + 60
             record["print"] = write_print_file(gcodes, needed)
-            klippy = stack.enter_context(run_sim(args.python, workdir / "sim", gcodes))
-            klippy_socket = str(workdir / "sim" / "klippy.sock")
+
+        klippy, klippy_socket, gcodes = start_klippy(
+            stack, kind, args.python, kalico, workdir, write_print
+        )
         clock = check_clock(klippy_socket, kind)
         servers = start_servers(stack, args, moonraker, workdir, klippy_socket, gcodes)
         ours, peer = servers["trioprint"], servers["moonraker"]
@@ -1260,9 +1266,7 @@ def main() -> int:
     )
     results = {kind: run_pass(kind, args, moonraker, kalico, counts) for kind in kinds}
     print(f"\nfan-out bench took {time.monotonic() - started:.0f} s")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2))
+    write_json(args.json, results)
     return 0
 
 

@@ -34,42 +34,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from bench_api import CLK_TCK, free_port, server_conf
+from bench_api import cpu_ticks_seconds, free_port, rss_kb, server_conf, write_json
 from bench_fanout import run_sim, stop_process
 
 #: Seconds between every server being ready and the idle window's start.
 SETTLE = 5.0
 #: Seconds every server has to answer ``klippy_state: ready``.
 READY_TIMEOUT = 60.0
-
-#: A trioprint instance that runs its own simulated printer: no klippy_uds_address.
-EMBEDDED_CONF = """\
-[server]
-host: 127.0.0.1
-port: {port}
-
-[machine]
-provider: none
-
-[authorization]
-trusted_clients:
-  127.0.0.0/8
-
-[announcements]
-enable_moonlight: False
-"""
-
-
-def rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 def klippy_state(port: int) -> str | None:
@@ -155,7 +126,7 @@ def trioprint_farm_embedded(python: str, _: str, workdir: Path, count: int) -> I
     ports = [free_port() for _ in range(count)]
     args = []
     for i, port in enumerate(ports):
-        data = instance_dir(workdir, i, EMBEDDED_CONF.format(port=port))
+        data = instance_dir(workdir, i, server_conf(port, None))
         args += ["--instance", f"p{i}={data}"]
     with started([[python, "-m", "trioprint", *args]], ports, workdir) as processes:
         yield [p.pid for p in processes]
@@ -198,9 +169,9 @@ SETUPS: dict[str, tuple[str, Setup]] = {
 
 def measure(pids: list[int], window: float) -> dict[str, Any]:
     time.sleep(SETTLE)
-    before, t0 = sum(cpu_seconds(p) for p in pids), time.monotonic()
+    before, t0 = sum(cpu_ticks_seconds(p) for p in pids), time.monotonic()
     time.sleep(window)
-    after, t1 = sum(cpu_seconds(p) for p in pids), time.monotonic()
+    after, t1 = sum(cpu_ticks_seconds(p) for p in pids), time.monotonic()
     rss = sum(rss_kb(p) for p in pids)
     return {
         "processes": len(pids),
@@ -256,9 +227,7 @@ def main() -> int:
             f"CPU {peer['cpu_percent'] / max(ours['cpu_percent'], 0.01):.2f}x"
         )
     print(f"bench took {time.monotonic() - began:.0f} s on {os.cpu_count()} cores")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"printers": n, "results": results}, indent=2))
+    write_json(args.json, {"printers": n, "results": results})
     return 0
 
 

@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 # this script runs from bench/, so bench_api is beside it on sys.path
-from bench_api import CLK_TCK, Server, moonraker_command, run_server, trioprint_command
+from bench_api import CLK_TCK, Server, moonraker_command, run_server, trioprint_command, write_json
 
 HERE = Path(__file__).resolve().parent
 CORPUS = HERE.parent / "tests" / "data" / "metadata" / "prusaslicer.gcode"
@@ -385,9 +385,7 @@ def main() -> int:
     for note in NOTES:
         print(f"note: {note}")
     print(f"files bench took {time.monotonic() - started:.0f} s on {os.cpu_count()} cores")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2))
+    write_json(args.json, results)
     return 0
 
 

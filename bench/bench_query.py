@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 # bench/ is on sys.path when this script runs: reuse the fan-out bench's klippy and servers.
-from bench_fanout import percentile, run_klippy, run_sim, start_servers
+from bench_fanout import percentile, start_klippy, start_servers
 
 SUBSCRIBE = {"toolhead": None, "print_stats": None, "webhooks": None, "extruder": None}
 QUERIES = {
@@ -127,17 +127,11 @@ def run_pass(kind: str, args: argparse.Namespace, moonraker: str) -> dict[str, A
         contextlib.ExitStack() as stack,
     ):
         workdir = Path(tmp)
-        gcodes: Path | None = None
-        if kind == "kalico":
-            if not args.kalico_bin:
-                raise SystemExit("--kalico-bin is needed for the kalico pass")
-            stack.enter_context(run_klippy(args.kalico_bin, workdir / "klippy"))
-            klippy_socket = str(workdir / "klippy" / "klippy.sock")
-        else:
-            gcodes = workdir / "moonraker" / "gcodes"
-            gcodes.mkdir(parents=True)
-            stack.enter_context(run_sim(args.python, workdir / "sim", gcodes))
-            klippy_socket = str(workdir / "sim" / "klippy.sock")
+        if kind == "kalico" and not args.kalico_bin:
+            raise SystemExit("--kalico-bin is needed for the kalico pass")
+        _, klippy_socket, gcodes = start_klippy(
+            stack, kind, args.python, args.kalico_bin or "", workdir
+        )
         servers = start_servers(stack, args, moonraker, workdir, klippy_socket, gcodes)
         return {name: measure(server.port, args.seconds) for name, server in servers.items()}
 

@@ -5,26 +5,28 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import httpx
 import trio
 
-from .test_octoprint_api import GCODE, PRINT, api_key, cura, printing, prusaslicer_upload
-from .test_sim import WAIT, collector, sim_server
+from .test_octoprint_api import (
+    GCODE,
+    PRINT,
+    cura,
+    post_upload,
+    printing,
+    prusaslicer_upload,
+    slicer_session,
+)
+from .test_sim import WAIT
 
 
 async def test_the_upload_resource_answers_octoprints_file_information(tmp_path: Path) -> None:
     sliced = (Path(__file__).parent / "data" / "metadata" / "prusaslicer.gcode").read_bytes()
-    async with (
-        sim_server(tmp_path) as live,
-        httpx.AsyncClient(base_url=live.http) as http,
-        collector(live) as c,
-    ):
-        key = api_key(live)
+    async with slicer_session(tmp_path) as (live, http, c, key):
         with trio.fail_after(WAIT):
-            headers, body = prusaslicer_upload(key, "cube.gcode", GCODE, path="parts")
-            upload = await http.post("/api/files/local", headers=headers, content=body)
-            headers, body = prusaslicer_upload(key, "benchy.gcode", sliced)
-            await http.post("/api/files/local", headers=headers, content=body)
+            upload = await post_upload(
+                http, prusaslicer_upload(key, "cube.gcode", GCODE, path="parts")
+            )
+            await post_upload(http, prusaslicer_upload(key, "benchy.gcode", sliced))
             meta = await c.result("server.files.metadata", {"filename": "benchy.gcode"})
             resource = upload.json()["files"]["local"]["refs"]["resource"]
             info = await http.get(resource, headers=cura(key))
@@ -66,19 +68,12 @@ async def test_the_upload_resource_answers_octoprints_file_information(tmp_path:
 
 
 async def test_print_without_select_is_an_effective_select_and_print(tmp_path: Path) -> None:
-    async with (
-        sim_server(tmp_path, speed=50.0) as live,
-        httpx.AsyncClient(base_url=live.http) as http,
-        collector(live) as c,
-    ):
-        key = api_key(live)
+    async with slicer_session(tmp_path, speed=50.0) as (_live, http, c, key):
         with trio.fail_after(WAIT):
             await c.result("printer.objects.subscribe", {"objects": {"print_stats": None}})
-            headers, body = prusaslicer_upload(key, "go.gcode", PRINT, start=True)
-            upload = await http.post("/api/files/local", headers=headers, content=body)
+            upload = await post_upload(http, prusaslicer_upload(key, "go.gcode", PRINT, start=True))
             await c.wait(printing("go.gcode"))
-            headers, body = prusaslicer_upload(key, "next.gcode", PRINT, start=True)
-            busy = await http.post("/api/files/local", headers=headers, content=body)
+            busy = await post_upload(http, prusaslicer_upload(key, "next.gcode", PRINT, start=True))
             await c.result("printer.print.cancel")
     assert upload.status_code == 201, upload.text
     assert upload.json()["effectivePrint"] is True

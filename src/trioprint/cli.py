@@ -19,9 +19,9 @@ import json
 import math
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import trio
 
@@ -29,6 +29,11 @@ from ._version import __version__
 from .datalock import DataFolderLock
 from .domain import strictjson
 from .errors import ConfigError, StartupError
+
+if TYPE_CHECKING:
+    from .app import Options
+
+_Arg = TypeVar("_Arg")
 
 DEFAULT_URL = "ws://127.0.0.1:7125/websocket"
 
@@ -201,7 +206,6 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 def _serve_locked(args: argparse.Namespace, data_dir: Path) -> int:
-    from .app import Options
     from .app import main as app_main
     from .logs import setup_logging
 
@@ -209,20 +213,41 @@ def _serve_locked(args: argparse.Namespace, data_dir: Path) -> int:
         (data_dir / "logs").mkdir(exist_ok=True)
     except OSError as exc:
         return _fail(f"cannot create data folder {data_dir}: {exc.strerror or exc}")
-    options = Options(
+    options = _options(args, data_dir, config_file=args.config, port=args.port)
+    stop_logging = setup_logging(data_dir / "logs", verbose=args.verbose)
+    return _run_then_stop_logging(app_main, options, stop_logging)
+
+
+def _options(
+    args: argparse.Namespace,
+    data_dir: Path,
+    *,
+    config_file: Path | None = None,
+    port: int | None = None,
+) -> Options:
+    """The command line's options for one data folder (the server's, or a farm instance's)."""
+    from .app import Options
+
+    return Options(
         data_dir=data_dir.resolve(),
-        config_file=args.config,
+        config_file=config_file,
         host=args.host,
-        port=args.port,
+        port=port,
         verbose=args.verbose,
         sim=args.sim,
         sim_speed=args.sim_speed,
         frontend=args.frontend.expanduser().absolute() if args.frontend else None,
     )
-    stop_logging = setup_logging(data_dir / "logs", verbose=args.verbose)
+
+
+def _run_then_stop_logging(
+    main: Callable[[_Arg], Awaitable[object]], arg: _Arg, stop_logging: Callable[[], None]
+) -> int:
+    """``trio.run(main, arg)``, logging stopped after it: a config or startup error is the exit
+    status and message, Ctrl-C a clean exit."""
     problem: str | None = None
     try:
-        trio.run(app_main, options)
+        trio.run(main, arg)
     except* (ConfigError, StartupError) as group:
         problem = str(_first_leaf(group))
     except* KeyboardInterrupt:
@@ -249,7 +274,6 @@ def run_farm(args: argparse.Namespace) -> int:
 
 
 def _run_farm_locked(args: argparse.Namespace, locks: list[DataFolderLock]) -> int:
-    from .app import Options
     from .farm import Member, farm_main, parse_instance
     from .logs import setup_logging
 
@@ -275,30 +299,13 @@ def _run_farm_locked(args: argparse.Namespace, locks: list[DataFolderLock]) -> i
             (data_dir / "logs").mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             return _fail(f"instance {name!r}: cannot create data folder {data_dir}: {exc}")
-        options = Options(
-            data_dir=data_dir.resolve(),
-            host=args.host,
-            verbose=args.verbose,
-            sim=args.sim,
-            sim_speed=args.sim_speed,
-            frontend=args.frontend.expanduser().absolute() if args.frontend else None,
-        )
-        members.append(Member(name, options))
+        members.append(Member(name, _options(args, data_dir)))
     stop_logging = setup_logging(
         None,
         verbose=args.verbose,
         instance_dirs={m.name: m.options.data_dir / "logs" for m in members},
     )
-    problem: str | None = None
-    try:
-        trio.run(farm_main, members)
-    except* (ConfigError, StartupError) as group:
-        problem = str(_first_leaf(group))
-    except* KeyboardInterrupt:
-        pass
-    finally:
-        stop_logging()
-    return EXIT_OK if problem is None else _fail(problem)
+    return _run_then_stop_logging(farm_main, members, stop_logging)
 
 
 # --- trioprint call ------------------------------------------------------------------------

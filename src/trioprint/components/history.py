@@ -49,6 +49,7 @@ from ..domain.kv import KeyValueStore
 from ..errors import ApiError
 from ..registry import Call, NoParams, endpoint
 from .klippy import KlippyStateChanged
+from .protocols import Broadcaster, StatusSource
 
 log = logging.getLogger(__name__)
 
@@ -62,25 +63,12 @@ CHECKPOINT_INTERVAL = 5.0
 EXIT_TIMEOUT = 2.0
 
 
-class StatusSource(Protocol):
-    def set_internal_subscription(
-        self,
-        name: str,
-        spec: dict[str, list[str] | None],
-        callback: Callable[[dict[str, Any], float], None],
-    ) -> None: ...
-
-
 class MetadataSource(Protocol):
     async def get(self, filename: str, *, force: bool = False) -> dict[str, Any]: ...
 
 
 class GcodeRoot(Protocol):
     async def roots(self) -> Any: ...
-
-
-class Broadcaster(Protocol):
-    def broadcast(self, method: str, params: list[Any] | None = None) -> None: ...
 
 
 @attrs.frozen

@@ -45,6 +45,7 @@ from ..errors import ApiError
 from ..registry import Call, NoParams, endpoint
 from .args import flag, string_list
 from .klippy import KlippyStateChanged
+from .protocols import Broadcaster, RemoteMethodSource
 
 log = logging.getLogger(__name__)
 
@@ -55,18 +56,9 @@ NOTIFICATION = "notify_job_queue_changed"
 INPUT_CAPACITY = 1000
 
 
-class KlippyLink(Protocol):
+class KlippyLink(RemoteMethodSource, Protocol):
     @property
     def state(self) -> str: ...
-
-    def set_internal_subscription(
-        self,
-        name: str,
-        spec: dict[str, list[str] | None],
-        callback: Callable[[dict[str, Any], float], None],
-    ) -> None: ...
-
-    def register_remote_method(self, name: str, callback: Callable[..., Any]) -> None: ...
 
     async def request(self, method: str, params: dict[str, Any] | None = None) -> Any: ...
 
@@ -75,10 +67,6 @@ class KlippyLink(Protocol):
 
 class FileLocator(Protocol):
     async def locate(self, request: str, what: str = "path") -> str: ...
-
-
-class Broadcaster(Protocol):
-    def broadcast(self, method: str, params: list[Any] | None = None) -> None: ...
 
 
 @attrs.frozen

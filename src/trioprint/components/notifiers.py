@@ -23,12 +23,13 @@ import warnings
 from collections import deque
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import trio
 
 from ..domain.notifiers import JobEvents, Message, Notifier, NotifierError, is_remote
 from ..registry import Call, NoParams, endpoint
+from .protocols import StatusSource
 
 log = logging.getLogger(__name__)
 
@@ -41,15 +42,6 @@ MAX_THREADS = 4
 
 #: Sends one message (in a worker thread); False or an exception: it failed.
 Sender = Callable[[Message], bool]
-
-
-class StatusSource(Protocol):
-    def set_internal_subscription(
-        self,
-        name: str,
-        spec: dict[str, list[str] | None],
-        callback: Callable[[dict[str, Any], float], None],
-    ) -> None: ...
 
 
 @functools.cache

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Protocol
+from typing import Any
 
 import attrs
 import trio
@@ -33,6 +33,7 @@ from ..domain.spoolman import SpoolmanError, UsageTracker, api_url, proxy_target
 from ..errors import ApiError
 from ..registry import Call, NoParams, endpoint
 from ..transport.http_client import HttpError, HttpResponse, http_json
+from .protocols import Broadcaster, FieldRegistry, RemoteMethodSource
 
 log = logging.getLogger(__name__)
 
@@ -43,25 +44,6 @@ REQUEST_TIMEOUT = 5.0
 DEFAULT_SYNC_RATE = 5
 
 Request = Callable[..., Awaitable[HttpResponse]]
-
-
-class Broadcaster(Protocol):
-    def broadcast(self, method: str, params: list[Any] | None = None) -> None: ...
-
-
-class StatusSource(Protocol):
-    def set_internal_subscription(
-        self,
-        name: str,
-        spec: dict[str, list[str] | None],
-        callback: Callable[[dict[str, Any], float], None],
-    ) -> None: ...
-
-    def register_remote_method(self, name: str, callback: Callable[..., Any]) -> None: ...
-
-
-class FieldRegistry(Protocol):
-    def register_auxiliary_field(self, field: HistoryField) -> None: ...
 
 
 @attrs.frozen
@@ -111,7 +93,7 @@ class Spoolman:
     def __init__(
         self,
         options: Mapping[str, str],
-        klippy: StatusSource,
+        klippy: RemoteMethodSource,
         database: KeyValueStore,
         websockets: Broadcaster,
         history: FieldRegistry | None = None,
