@@ -39,6 +39,8 @@ def test_options_defaults_and_problems() -> None:
     o = opts(port="8080", protocol="https", chain_count="30", initial_preset="3")
     assert o.state_url == "https://10.0.0.9:8080/json/state"
     assert (o.chain_count, o.initial_preset) == (30, 3)
+    assert opts(address="wled.local:81").state_url == "http://wled.local:81/json/state"
+    assert opts(address="[fe80::1]").state_url == "http://[fe80::1]:80/json/state"
     _, warnings = dw.strip_options("s", {"address": "a", "color_order": "RGB", "speed": "1"})
     assert warnings == [
         "[wled s] speed: unknown option, ignored",

@@ -19,6 +19,7 @@ chain) and each of its operations answers with the states to send to WLED's JSON
 from __future__ import annotations
 
 import math
+import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
@@ -109,8 +110,18 @@ def strip_options(name: str, options: Mapping[str, str]) -> tuple[StripOptions, 
     if count < 1:
         raise WledConfigError(f"chain_count: expected at least 1, got {count}")
     r, g, b, w = color
-    opts = StripOptions(name, address.base, timeout, preset, (r, g, b, w), count)
+    base = address.base
+    if not options.get("port") and _has_port(address.address):  # ``address: host:port``
+        base = f"{address.protocol}://{address.address}"
+    opts = StripOptions(name, base, timeout, preset, (r, g, b, w), count)
     return opts, warnings
+
+
+def _has_port(address: str) -> bool:
+    try:
+        return urllib.parse.urlsplit(f"//{address}").port is not None
+    except ValueError:
+        return False
 
 
 def _read_channel(options: Mapping[str, str], key: str) -> float:
