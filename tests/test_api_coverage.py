@@ -33,14 +33,15 @@ def served_rows() -> set[tuple[str | None, str | None]]:
 
 
 def registered_rows(tmp_path: Path) -> set[tuple[str | None, str | None]]:
-    # the update manager's, MQTT's and the power devices' endpoints only with their sections
+    # the update manager's, MQTT's, the power devices' and WLED's endpoints only with their
+    # sections
     conf = tmp_path / "trioprint.conf"
     # (and the sensors', the notifiers' and Spoolman's only with theirs)
     conf.write_text(
         "[update_manager]\n[sensor s]\ntype: mqtt\n"
         "[notifier n]\nurl: json://127.0.0.1:9/\nevents: *\n"
         "[spoolman]\nserver: http://127.0.0.1:9\n[mqtt]\naddress: 127.0.0.1\n"
-        "[power psu]\ntype: gpio\npin: gpio1\n"
+        "[power psu]\ntype: gpio\npin: gpio1\n[wled w]\naddress: 127.0.0.1\n"
     )
     instance = Instance(load_config(conf, tmp_path))
     rows = set()

@@ -248,6 +248,22 @@ async def test_upgrade_when_current_does_nothing(tmp_path: Path, repos: Repos) -
         assert h.restarted == []
 
 
+async def test_older_klipper_and_moonraker_endpoints_are_upgrade(
+    tmp_path: Path, repos: Repos
+) -> None:
+    text = config_text(repos).replace("[update_manager app]", "[update_manager klipper]")
+    async with contextmanager_harness(tmp_path, text)() as h:
+        newest = repos.commit("second", push=True)
+        await h.refresh("klipper")
+        assert await h.manager.klipper(call(NoParams())) == "ok"
+        assert repos.head() == newest
+        responses = h.sockets.of("notify_update_response")
+        assert {r["application"] for r in responses} == {"klipper"}
+        with pytest.raises(ApiError, match="Updater moonraker not available") as info:
+            await h.manager.moonraker(call(NoParams()))
+        assert info.value.status == 404
+
+
 async def test_dirty_repo_refuses_and_recover_resets(tmp_path: Path, repos: Repos) -> None:
     async with contextmanager_harness(tmp_path, config_text(repos))() as h:
         repos.commit("second", push=True)
@@ -603,6 +619,8 @@ async def test_instance_has_the_component_only_when_configured(tmp_path: Path) -
         "machine.update.client",
         "machine.update.full",
         "machine.update.system",
+        "machine.update.moonraker",
+        "machine.update.klipper",
     } <= names
     assert not [w for w in configured.warnings if "[update_manager]" in w]
 
@@ -667,3 +685,7 @@ async def test_served_on_http_and_websocket(tmp_path: Path, repos: Repos) -> Non
         assert "name" in missing["error"]["message"]
         unknown = await client.call("machine.update.upgrade", {"name": "nope"})
         assert unknown["error"]["message"] == "Updater nope not available"
+        async with httpx.AsyncClient() as http:
+            reply = await http.post(f"{live.http}/machine/update/moonraker")
+        assert reply.status_code == 404
+        assert reply.json()["error"]["message"] == "Updater moonraker not available"

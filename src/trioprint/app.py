@@ -62,6 +62,7 @@ from .components.server import ServerCore
 from .components.spoolman import Spoolman
 from .components.uploads import handle_upload
 from .components.webcams import Webcams
+from .components.wled import Wled
 from .config import Config, default_config_path, load_config
 from .domain.spoolman import SpoolmanError
 from .errors import ConfigError, StartupError
@@ -202,6 +203,11 @@ class Instance:
         )
         if self.power is not None:
             self.job_queue.jobs_added_listeners.append(self.power.jobs_added)
+        # [wled NAME] sections: machine.wled.* (only when some are configured)
+        wled_sections = config.sections_with_prefix("wled")
+        self.wled = (
+            Wled(wled_sections, self.klippy, warnings=self.warnings) if wled_sections else None
+        )
         # feeds fetched in the background; answers from what it has stored
         self.announcements = Announcements(
             config.announcements,
@@ -297,6 +303,7 @@ class Instance:
             self.history,
             self.job_queue,
             *([self.power] if self.power is not None else []),
+            *([self.wled] if self.wled is not None else []),
             self.announcements,
             *([self.update_manager] if self.update_manager is not None else []),
             self.webcams,

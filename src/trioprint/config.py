@@ -261,7 +261,16 @@ _TYPED: dict[str, type[Any]] = {
 _FIELDS = {name: frozenset(a.name for a in attrs.fields(cls)) for name, cls in _TYPED.items()}
 
 #: ``[PREFIX NAME]`` sections that components read themselves (``[include]`` is read here).
-_PREFIXES = ("event_hook", "notifier", "power", "sensor", "spoolman", "update_manager", "webcam")
+_PREFIXES = (
+    "event_hook",
+    "notifier",
+    "power",
+    "sensor",
+    "spoolman",
+    "update_manager",
+    "webcam",
+    "wled",
+)
 #: Prefixes whose bare section is fine too (``[update_manager]`` beside ``[update_manager NAME]``).
 _BARE_PREFIXES = frozenset({"spoolman", "update_manager"})
 

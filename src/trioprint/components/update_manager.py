@@ -360,6 +360,16 @@ class UpdateManager:
             return await self._full_update()
         return await self._update(call.params.name)
 
+    @endpoint("/machine/update/moonraker", "POST")
+    async def moonraker(self, call: Call[Any]) -> str:
+        """Moonraker's older endpoint: ``upgrade`` of the item named ``moonraker``."""
+        return await self._update("moonraker")
+
+    @endpoint("/machine/update/klipper", "POST")
+    async def klipper(self, call: Call[Any]) -> str:
+        """Moonraker's older endpoint: ``upgrade`` of the item named ``klipper``."""
+        return await self._update("klipper")
+
     @endpoint("/machine/update/system", "POST")
     async def system(self, call: Call[Any]) -> str:
         return await self._update("system")
