@@ -322,6 +322,14 @@ def bench(session: nox.Session) -> None:
         *("--moonraker-bin", str(moonraker)),
         *_json_named(session.posargs, "dashboard"),
     )
+    # The headline: both servers, each in front of a simulated printer printing the same file,
+    # 3 Mainsail-like clients and a query poller each, CPU over 60 s (about 3 min with set-up).
+    session.run(
+        "python",
+        "bench/bench_realistic.py",
+        *("--moonraker-bin", str(moonraker)),
+        *_json_named(session.posargs, "realistic"),
+    )
 
 
 def _json_named(posargs: list[str], name: str) -> list[str]:
