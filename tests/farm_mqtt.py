@@ -225,6 +225,22 @@ async def controlling(
         nursery.cancel_scope.cancel()
 
 
+async def wait_ready(controller: Controller) -> None:
+    """Every printer online and its klippy ready, asked over MQTT (server.info)."""
+    await controller.wait_all(lambda p: bool(p.online_times))
+
+    async def ready(name: str) -> None:
+        while True:
+            info = await controller.call(name, "server.info")
+            if info["klippy_state"] == "ready":
+                return
+            await trio.sleep(0.2)
+
+    async with trio.open_nursery() as nursery:
+        for name in controller.printers:
+            nursery.start_soon(ready, name)
+
+
 def print_state(printer: Printer) -> str | None:
     state = printer.status.get("print_stats", {}).get("state")
     return state if isinstance(state, str) else None

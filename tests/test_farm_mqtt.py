@@ -19,6 +19,7 @@ from .farm_mqtt import (
     farm_processes,
     instance_names,
     print_state,
+    wait_ready,
     write_instances,
 )
 from .live import subprocess_env, trioprint_command
@@ -35,18 +36,7 @@ STEP = 60.0
 
 async def start_prints(controller: Controller, names: list[str]) -> None:
     with trio.fail_after(START):
-        await controller.wait_all(lambda p: bool(p.online_times))
-
-        async def ready(name: str) -> None:
-            while True:
-                info = await controller.call(name, "server.info")
-                if info["klippy_state"] == "ready":
-                    return
-                await trio.sleep(0.2)
-
-        async with trio.open_nursery() as nursery:
-            for name in names:
-                nursery.start_soon(ready, name)
+        await wait_ready(controller)
     with trio.fail_after(STEP):
         start = {"filename": FILENAME}
         ids = {n: controller.request(n, "printer.print.start", start) for n in names}
