@@ -276,7 +276,8 @@ def fuzz(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
     """Benchmarks side by side with Moonraker 0.11 (figures, not a test)."""
-    session.install("-e", ".", "h11", "wsproto")
+    # pytest: bench_farm_mqtt.py shares its set-up with the tests (tests/farm_mqtt.py)
+    session.install("-e", ".", "h11", "wsproto", "pytest")
     # Moonraker gets a venv of its own (the tests session's, cached beside), never trioprint's.
     try:
         moonraker = _peer_venv(session, *MOONRAKER)
@@ -313,6 +314,10 @@ def bench(session: nox.Session) -> None:
         *("--moonraker-bin", str(moonraker)),
         *_json_named(session.posargs, "farm"),
     )
+    # 20 printers (4 processes of 5) on one mosquitto, a print on each driven over MQTT, the
+    # broker restarted mid-run: messages/s, CPU per printer, reconnect time (about 1 min).
+    _ensure_mosquitto(session)
+    session.run("python", "bench/bench_farm_mqtt.py", *_json_named(session.posargs, "farm-mqtt"))
     # Mainsail in Chromium, navigation to dashboard, against each server (about 1 min).
     session.install("playwright")
     _ensure_chromium(session)

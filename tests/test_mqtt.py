@@ -246,3 +246,27 @@ async def test_password_authentication(tmp_path: Path, auth_broker: Broker) -> N
         assert "not authorized" in (link.last_error or "").lower()
         async with rpc_client(live.ws) as client:  # the server itself is unaffected
             assert "mqtt" in (await client.call("server.info"))["result"]["components"]
+
+
+@pytest.mark.parametrize("protocol", ["v3.1.1", "v5"])
+async def test_persistent_session_keeps_requests_sent_while_away(
+    tmp_path: Path, protocol: str
+) -> None:
+    # Without persistent_session a request that reaches the broker while trioprint is not
+    # subscribed (away, or not yet subscribed again after a reconnect) has no subscriber and
+    # is dropped, though the broker acknowledged it to its sender.
+    extra = f"persistent_session: true\napi_qos: 1\nmqtt_protocol: {protocol}\n"
+    async with (
+        run_broker(tmp_path / "broker", persistent=True) as broker,
+        watching(broker, client_id="watcher", clean_session=False) as watcher,
+    ):
+        await watcher.subscribe("printer1/moonraker/#")
+        async with server_with_mqtt(tmp_path, broker, watcher, extra) as live:
+            assert live.instance.mqtt.link._client._client_id == b"trioprint-printer1"
+        await watcher.json("printer1/moonraker/status", lambda v: v == {"server": "offline"})
+        request = {"jsonrpc": "2.0", "method": "server.info", "id": 9}
+        watcher.link.publish("printer1/moonraker/api/request", json.dumps(request).encode(), 1)
+        await broker.restart()  # the session (and the request queued in it) survives this too
+        async with server_with_mqtt(tmp_path, broker, watcher, extra):
+            reply = await watcher.json("printer1/moonraker/api/response", lambda v: v["id"] == 9)
+            assert "mqtt" in reply["result"]["components"]

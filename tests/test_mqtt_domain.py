@@ -29,7 +29,18 @@ def test_defaults_are_moonrakers() -> None:
     assert not config.publish_split_status
     assert not config.discovery
     assert config.discovery_prefix == "homeassistant"
+    assert not config.persistent_session
+    assert config.session_client_id == ""  # paho's random one
     assert warnings == []
+
+
+def test_persistent_session_has_a_fixed_client_id() -> None:
+    options = {"address": "b", "instance_name": "p7", "persistent_session": "true"}
+    config, _ = parse_section(options, "h")
+    assert config.persistent_session
+    assert config.session_client_id == "trioprint-p7"
+    config, _ = parse_section({**options, "client_id": "mine"}, "h")
+    assert config.session_client_id == "mine"
 
 
 def test_options_parsed() -> None:
@@ -61,6 +72,7 @@ def test_options_parsed() -> None:
         ({"address": "b", "instance_name": "a/#"}, "instance_name"),
         ({"address": "b", "status_interval": "0.1"}, "status_interval"),
         ({"address": "b", "discovery": "maybe"}, "discovery"),
+        ({"address": "b", "persistent_session": "2"}, "persistent_session"),
     ],
 )
 def test_bad_options_named(options: dict[str, str], named: str) -> None:

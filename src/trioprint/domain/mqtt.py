@@ -6,7 +6,11 @@ The options and their defaults are Moonraker's: ``address`` (required), ``port``
 ``enable_moonraker_api`` (True), ``status_objects`` (none), ``status_interval`` (0: every
 update), ``publish_split_status`` (False) and ``client_id`` (paho's generated one). trioprint
 adds Home Assistant discovery: ``discovery`` (False) and ``discovery_prefix``
-(``homeassistant``), see :mod:`trioprint.domain.mqtt_discovery`.
+(``homeassistant``), see :mod:`trioprint.domain.mqtt_discovery`; and ``persistent_session``
+(False): a session the broker keeps while trioprint is away (its subscriptions, and the QoS 1
+and 2 requests sent to it meanwhile), under a fixed client id (``client_id``, else
+``trioprint-INSTANCE_NAME``). Without it a request that reaches the broker before trioprint has
+subscribed again after a reconnect has no subscriber, and the broker drops it.
 
 Topics, for ``instance_name`` I:
 
@@ -52,6 +56,7 @@ OPTIONS = frozenset(
         "enable_tls",
         "discovery",
         "discovery_prefix",
+        "persistent_session",
     }
 )
 
@@ -78,6 +83,14 @@ class MqttConfig:
     client_id: str = ""
     discovery: bool = False
     discovery_prefix: str = "homeassistant"
+    persistent_session: bool = False
+
+    @property
+    def session_client_id(self) -> str:
+        """The client id to connect with: a persistent session needs a fixed one."""
+        if self.client_id or not self.persistent_session:
+            return self.client_id
+        return f"trioprint-{self.instance_name}"
 
     @property
     def topics(self) -> Topics:
@@ -207,6 +220,7 @@ def parse_section(options: Mapping[str, str], hostname: str) -> tuple[MqttConfig
         client_id=options.get("client_id", "").strip(),
         discovery=_bool("discovery", options.get("discovery", "false")),
         discovery_prefix=prefix,
+        persistent_session=_bool("persistent_session", options.get("persistent_session", "false")),
     )
     return config, warnings
 

@@ -29,6 +29,8 @@ import attrs
 import paho.mqtt.client as paho
 import trio
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,8 @@ PROTOCOLS = {
     "v3.1.1": MQTTProtocolVersion.MQTTv311,
     "v5": MQTTProtocolVersion.MQTTv5,
 }
+#: MQTT 5's session expiry for a persistent session (as an MQTT 3 one: kept until it is used).
+SESSION_NEVER_EXPIRES = 0xFFFFFFFF
 MIN_BACKOFF = 0.25
 MAX_BACKOFF = 8.0
 
@@ -84,6 +88,7 @@ class MqttLink:
         self.host = host
         self.port = port
         self._keepalive = keepalive
+        self._v5_session = protocol == "v5" and not clean_session
         client = paho.Client(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
@@ -207,7 +212,14 @@ class MqttLink:
         messages and the link disconnects cleanly (the broker then sends no last will)."""
         self._token = trio.lowlevel.current_trio_token()
         self._trio_thread = threading.get_ident()
-        self._client.connect_async(self.host, self.port, self._keepalive)
+        if self._v5_session:  # MQTT 5: keep the session on every connect, and after it ends
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            props.SessionExpiryInterval = SESSION_NEVER_EXPIRES
+            self._client.connect_async(
+                self.host, self.port, self._keepalive, clean_start=False, properties=props
+            )
+        else:
+            self._client.connect_async(self.host, self.port, self._keepalive)
         task_status.started()
         delay = MIN_BACKOFF
         try:
