@@ -491,14 +491,14 @@ async def test_on_when_job_queued_and_bound_services() -> None:
 async def test_bad_sections_are_warnings() -> None:
     sections = {
         "a": {"type": "gpio", "pin": "pin1"},
-        "b": {"type": "mqtt"},
+        "b": {"type": "mqtt", "command_topic": "p/set", "command_payload": "{command}"},
         "c": {"type": "tasmota"},
     }
     async with rig(sections) as r:
         assert r.power.devices == {}
         assert r.warnings == [
             "[power a]: pin: expected '[!][gpiochipN/]gpioM', got 'pin1'; device not loaded",
-            "[power b]: type: 'mqtt' devices are served by the [mqtt] component; device not loaded",
+            "[power b]: state_topic: required for type mqtt; device not loaded",
             "[power c]: address: required; device not loaded",
         ]
 

@@ -54,7 +54,6 @@ def test_shared_options_defaults_and_moonraker_names() -> None:
     [
         ({}, "type: required"),
         ({"type": "zigbee"}, "unsupported device type 'zigbee'"),
-        ({"type": "mqtt"}, "[mqtt] component"),
         ({"type": "gpio", "locked_while_printing": "maybe"}, "locked_while_printing: expected"),
         ({"type": "tasmota", "poll_interval": "0.5"}, "poll_interval: expected a number of at"),
         ({"type": "klipper_device", "off_when_shutdown": "true"}, "not supported for a klipper"),

@@ -184,6 +184,14 @@ class Instance:
             self.bus,
         )
         self.machine = Machine(self)
+        # [mqtt]: the API, klippy's status and Home Assistant discovery over a broker
+        mqtt_config, mqtt_warnings = load_mqtt_config(config)
+        self.warnings.extend(mqtt_warnings)
+        self.mqtt = (
+            Mqtt(mqtt_config, self.registry, self.klippy, self.websockets)
+            if mqtt_config is not None
+            else None
+        )
         # [power NAME] sections: machine.device_power.* (only when some are configured)
         power_sections = config.sections_with_prefix("power")
         self.power = (
@@ -196,6 +204,7 @@ class Instance:
                 service_action=machine_service_action(self.machine),
                 available_services=lambda: list(self.machine.services),
                 own_service=lambda: self.machine.own_unit,
+                mqtt=self.mqtt,
                 warnings=self.warnings,
             )
             if power_sections
@@ -235,14 +244,6 @@ class Instance:
             self.websockets,
             config.data_dir,
             warnings=self.warnings,
-        )
-        # [mqtt]: the API, klippy's status and Home Assistant discovery over a broker
-        mqtt_config, mqtt_warnings = load_mqtt_config(config)
-        self.warnings.extend(mqtt_warnings)
-        self.mqtt = (
-            Mqtt(mqtt_config, self.registry, self.klippy, self.websockets)
-            if mqtt_config is not None
-            else None
         )
         # [sensor NAME] sections (server.sensors.*): only when configured, as Moonraker
         sensor_sections = config.sections_with_prefix("sensor")

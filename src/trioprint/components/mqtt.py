@@ -192,6 +192,15 @@ class Mqtt:
             self._subs.pop(handle.topic, None)
             self.link.unsubscribe(handle.topic)
 
+    @property
+    def connected(self) -> bool:
+        """True while connected to the broker."""
+        return self.link.connected
+
+    async def wait_connected(self) -> None:
+        """Return once connected to the broker (at once if it is)."""
+        await self.link.wait_connected()
+
     def publish(
         self, topic: str, payload: Any = None, qos: int | None = None, retain: bool = False
     ) -> Ticket:

@@ -33,6 +33,7 @@ import trio
 
 from ..bus import Bus
 from ..domain import power as dp
+from ..domain import power_mqtt as pm
 from ..errors import ApiError
 from ..registry import Call, NoParams, endpoint
 from ..transport.http_client import http_request
@@ -46,6 +47,8 @@ from .power_devices import (
     HttpDevice,
     KlipperDevice,
     KlippyLink,
+    MqttClient,
+    MqttDevice,
     UhubctlDevice,
     open_gpiod_line,
 )
@@ -119,6 +122,7 @@ class Power:
         gpio_opener: GpioOpener = open_gpiod_line,
         which: Callable[[str], str | None] = shutil.which,
         sleep: Callable[[float], Awaitable[None]] = trio.sleep,
+        mqtt: MqttClient | None = None,
         warnings: list[str] | None = None,
     ) -> None:
         self._klippy = klippy
@@ -130,6 +134,7 @@ class Power:
         self._own_service = own_service
         self._warnings = warnings if warnings is not None else []
         self._sleep = sleep
+        self._mqtt = mqtt
         self.devices: dict[str, Device] = {}
         self._nursery: trio.Nursery | None = None
         self._timers: dict[str, trio.CancelScope] = {}
@@ -161,6 +166,14 @@ class Power:
             if which("uhubctl") is None:
                 raise dp.PowerConfigError("'uhubctl' is not installed (not on the PATH)")
             return UhubctlDevice(opts, dp.uhubctl_spec(options), runner)
+        if opts.type == "mqtt":
+            spec = pm.mqtt_spec(options)
+            if self._mqtt is None:
+                raise dp.PowerConfigError("type mqtt needs an [mqtt] section")
+            try:
+                return MqttDevice(opts, spec, self._mqtt, self._outside)
+            except ApiError as exc:  # a topic the broker would refuse
+                raise dp.PowerConfigError(exc.message) from None
         return HttpDevice(opts, dp.http_spec(opts.type, options), fetch, self._sleep)
 
     # -- the lifecycle -----------------------------------------------------------------------

@@ -7,7 +7,7 @@ at a time. :meth:`Device.refresh` reads the state and never raises (a failure is
 (:mod:`trioprint.domain.power`); here they are sent: HTTP through
 :mod:`trioprint.transport.http_client`, ``uhubctl`` through an injectable runner, a GPIO line
 through an injectable opener (libgpiod's ``gpiod`` by default), ``klipper_device`` through the
-printer link.
+printer link, ``mqtt`` through the ``[mqtt]`` component (:mod:`trioprint.domain.power_mqtt`).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import trio
 
 from ..domain import power as dp
+from ..domain import power_mqtt as pm
 from ..errors import ApiError
 from ..transport.http_client import HttpError, HttpResponse, http_request
 from .init_system import Runner, run_command
@@ -350,3 +351,157 @@ class KlipperDevice(Device):
             raise self._failed(state, exc.message) from None
         finally:
             self._update = None
+
+
+class MqttClient(Protocol):
+    """What an MQTT device needs of the ``[mqtt]`` component (components/mqtt.py)."""
+
+    @property
+    def connected(self) -> bool: ...
+
+    async def wait_connected(self) -> None: ...
+
+    def subscribe(
+        self, topic: str, callback: Callable[[bytes], None], qos: int | None = None
+    ) -> Any: ...
+
+    def unsubscribe(self, handle: Any) -> None: ...
+
+    def publish(
+        self, topic: str, payload: Any = None, qos: int | None = None, retain: bool = False
+    ) -> Any: ...
+
+
+class MqttDevice(Device):
+    """A device behind an MQTT broker: a command published on ``command_topic``, its state
+    every message on ``state_topic`` (a change while no request runs is the device's own)."""
+
+    def __init__(
+        self,
+        opts: dp.DeviceOptions,
+        spec: pm.MqttPowerSpec,
+        mqtt: MqttClient,
+        changed_outside: Callable[[Device], None],
+    ) -> None:
+        super().__init__(opts)
+        self.spec = spec
+        self._mqtt = mqtt
+        self._changed_outside = changed_outside
+        self._last_request = ""
+        self._responses = 0
+        self._update: trio.Event | None = None
+        self._handle: Any = mqtt.subscribe(spec.state_topic, self._on_state, spec.qos)
+
+    def _on_state(self, payload: bytes) -> None:
+        self._responses += 1
+        try:
+            state = self.spec.state(payload, self._last_request, self._responses)
+        except pm.StateTemplateError as exc:
+            log.warning("power device %s: %s", self.name, exc)
+            state = "error"
+        if state == pm.DISCARD:
+            return
+        previous, self.state = self.state, state
+        self.last_update = trio.current_time()
+        if self._update is not None:
+            self._update.set()
+        elif previous not in (state, "init") and not self.lock.locked():
+            log.info("power device %s: now %s (reported by the device)", self.name, state)
+            self._changed_outside(self)
+
+    async def _wait_for_state(
+        self, request: str, query: bool, command: tuple[str, bool] | None = None
+    ) -> bool:
+        """Publish ``command`` (its payload and retain flag) and a query (when it has a topic
+        and ``query``), then wait up to ``state_timeout`` for a state message; False if none
+        came."""
+        update = self._update = trio.Event()
+        self._last_request = request
+        self._responses = 0
+        try:
+            if command is not None:
+                payload, retain = command
+                self._mqtt.publish(self.spec.command_topic, payload, self.spec.qos, retain)
+            if query and self.spec.query_topic is not None:
+                self._mqtt.publish(self.spec.query_topic, self.spec.query(), self.spec.qos)
+            with trio.move_on_after(self.spec.state_timeout):
+                await update.wait()
+            return update.is_set()
+        finally:
+            self._update = None
+            self._last_request = ""
+            self._responses = 0
+
+    async def first_state(self) -> bool:
+        if self.state in ("on", "off"):
+            return True  # a retained state came with the subscription
+        await self._mqtt.wait_connected()
+        try:
+            got = await self._wait_for_state("", query=True)
+        except dp.PowerConfigError as exc:  # the query's template
+            log.warning("power device %s: %s", self.name, exc)
+            self.state = "error"
+            return True
+        if got and self.state in ("on", "off"):
+            return True
+        if self.spec.query_topic is None:
+            # nothing to ask: a device that keeps its state retained has answered by now
+            log.warning(
+                "power device %s: no state on %s within %g s",
+                self.name,
+                self.spec.state_topic,
+                self.spec.state_timeout,
+            )
+            self.state = "error"
+            return True
+        self.state = "init"
+        return False
+
+    async def refresh(self) -> None:
+        if not self._mqtt.connected:
+            if self.state != "error":
+                log.warning("power device %s: not connected to the MQTT broker", self.name)
+            self.state = "error"
+            return
+        if self.spec.query_topic is None:
+            return
+        if not self.spec.query_after_command and self.state in ("on", "off"):
+            return
+        try:
+            got = await self._wait_for_state("refresh", query=True)
+        except dp.PowerConfigError as exc:
+            log.warning("power device %s: %s", self.name, exc)
+            got = False
+        if not got:
+            self.state = "error"
+
+    async def set_power(self, state: str) -> None:
+        if not self._mqtt.connected:
+            raise ApiError(f"MQTT Power Device {self.name}: MQTT Not Connected", 503)
+        try:
+            payload = self.spec.command(state)
+        except dp.PowerConfigError as exc:
+            raise self._failed(state, exc) from None
+        try:
+            got = await self._wait_for_state(
+                f"power_{state}",
+                query=self.spec.query_after_command,
+                command=(payload, self.spec.retain_command_state),
+            )
+        except (ApiError, dp.PowerConfigError) as exc:
+            raise self._failed(state, getattr(exc, "message", exc)) from None
+        if not got:
+            self.state = "error"
+            message = (
+                f"MQTT Power Device {self.name}: no state on {self.spec.state_topic} "
+                f"within {self.spec.state_timeout:g} s after '{state}'"
+            )
+            log.warning("power device %s: %s", self.name, message)
+            raise ApiError(message, 500)
+        if self.state not in ("on", "off"):
+            raise self._failed(state, "the state message was not understood")
+
+    def close(self) -> None:
+        if self._handle is not None:
+            handle, self._handle = self._handle, None
+            self._mqtt.unsubscribe(handle)

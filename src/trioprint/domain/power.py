@@ -26,7 +26,7 @@ import jinja2.sandbox
 
 #: A device's states: ``init`` until its first answer, ``error`` after a failed command.
 STATES = ("init", "on", "off", "error")
-#: The families served here (``mqtt`` belongs to the MQTT component).
+#: The families served here (``mqtt``'s own options: :mod:`trioprint.domain.power_mqtt`).
 TYPES = (
     "klipper_device",
     "gpio",
@@ -36,6 +36,7 @@ TYPES = (
     "http",
     "hue",
     "uhubctl",
+    "mqtt",
 )
 ACTIONS = ("on", "off", "toggle")
 
@@ -145,8 +146,6 @@ def device_options(name: str, options: Mapping[str, str]) -> DeviceOptions:
     kind = (_get(options, "type") or "").lower()
     if not kind:
         raise PowerConfigError("type: required")
-    if kind == "mqtt":
-        raise PowerConfigError("type: 'mqtt' devices are served by the [mqtt] component")
     if kind not in TYPES:
         raise PowerConfigError(f"type: unsupported device type {kind!r}")
     off_when_shutdown = bool(read_bool(options, "off_when_shutdown", False))
@@ -167,9 +166,9 @@ def device_options(name: str, options: Mapping[str, str]) -> DeviceOptions:
     on_queued = read_bool(options, "on_when_job_queued", False)
     if "on_when_upload_queued" in options:  # the deprecated name
         on_queued = read_bool(options, "on_when_upload_queued", False)
-    polls = kind not in ("gpio", "klipper_device")
+    polls = kind not in ("gpio", "klipper_device", "mqtt")
     timer = None
-    if not polls:
+    if kind in ("gpio", "klipper_device"):
         timer = read_float(options, "timer", None, above=0.000001)
     return DeviceOptions(
         name=name,
