@@ -57,6 +57,12 @@ from .components.octoprint_api import OctoPrintApi
 from .components.octoprint_events import OctoPrintEvents
 from .components.printer import Printer
 from .components.sensors import Sensors, mqtt_source
+from .components.serial_printer import (
+    MarlinPrinter,
+    SimulatedMarlinPrinter,
+    load_serial_config,
+    serial_warnings,
+)
 from .components.server import ServerCore
 from .components.spoolman import Spoolman
 from .components.update_manager import UpdateManager, is_configured
@@ -69,6 +75,7 @@ from .registry import Registry
 from .sim.config import ConfigError as SimConfigError
 from .sim.config import read_printer_cfg
 from .sim.machine import SimMachine
+from .sim.marlin_pty import default_link
 from .sim.server import SimKlippy
 from .transport import server_fixes
 from .transport.http import Router, create_http_app
@@ -79,6 +86,10 @@ log = logging.getLogger(__name__)
 
 #: The simulated printer's socket, in ``<data>/comms`` (never klippy's own ``klippy.sock``).
 SIM_SOCKET = "trioprint-sim.sock"
+#: Where the serial printer ([serial]) is served to the klippy link.
+SERIAL_SOCKET = "trioprint-serial.sock"
+#: What runs in the process as the printer: the simulated klippy, or a serial printer.
+LocalPrinter = SimKlippy | MarlinPrinter
 
 #: Bounds on each shutdown step, in seconds.
 WEBSOCKET_FLUSH_TIMEOUT = 1.0
@@ -96,6 +107,8 @@ class Options:
     verbose: bool = False
     sim: bool = False
     sim_speed: float | None = None
+    #: ``--sim marlin``: the simulated firmware (overrides ``[simulator] firmware``).
+    sim_firmware: str | None = None
     #: ``--frontend DIR``: a built web frontend served at ``/`` (overrides ``[frontend] path``).
     frontend: Path | None = None
 
@@ -108,7 +121,7 @@ class Instance:
         config: Config,
         *,
         extra_warnings: tuple[str, ...] = (),
-        simulator: SimKlippy | None = None,
+        simulator: LocalPrinter | None = None,
         restarted: bool = False,
     ) -> None:
         self.config = config
@@ -323,7 +336,7 @@ class Instance:
         return self.klippy.state
 
     def component_names(self) -> list[str]:
-        sim = ["simulator"] if self.simulator is not None else []
+        sim = [self.simulator.name] if self.simulator is not None else []
         names = (c.name for c in [self.database, *self.components])
         return ["application", "websockets", *names, *sim]
 
@@ -455,12 +468,29 @@ async def _serve_http(
 
 
 def make_simulator(
-    config: Config, *, force: bool = False, speed: float | None = None
-) -> SimKlippy | None:
-    """The simulated printer, when no klippy is configured (or ``force``); else None."""
+    config: Config,
+    *,
+    force: bool = False,
+    speed: float | None = None,
+    firmware: str | None = None,
+) -> LocalPrinter | None:
+    """The printer run in the process: the serial printer of ``[serial]``, else the simulated
+    printer when no klippy is configured (or ``force``); else None."""
+    gcodes = Path(config.file_manager.gcodes_path or config.data_dir / "gcodes")
+    serial = load_serial_config(config)
+    if serial is not None and not force:
+        printer = MarlinPrinter(config.data_dir / "comms" / SERIAL_SOCKET, gcodes, serial)
+        printer.config_warnings = serial_warnings(config)
+        return printer
     if not force and config.server.klippy_uds_address:
         return None
-    gcodes = Path(config.file_manager.gcodes_path or config.data_dir / "gcodes")
+    if (firmware or config.simulator.firmware) == "marlin":
+        return SimulatedMarlinPrinter(
+            config.data_dir / "comms" / SIM_SOCKET,
+            gcodes,
+            speed=speed or config.simulator.speed,
+            link=default_link(config.data_dir),
+        )
     factory = None
     warnings: list[str] = []
     if config.simulator.printer_config:
@@ -506,6 +536,7 @@ def read_config(options: Options) -> Config:
     config = load_config(path, options.data_dir)
     config = config.with_overrides(host=options.host, port=options.port)
     load_mqtt_config(config)  # a bad [mqtt] section is a start-up (or restart) error
+    load_serial_config(config)  # and so is a bad [serial] section
     if options.frontend is not None:
         config = attrs.evolve(
             config, frontend=attrs.evolve(config.frontend, path=str(options.frontend))
@@ -546,7 +577,12 @@ class Server:
         config = read_config(self.options)
         # The simulated printer is the machine, not part of the host: it lives as long as the
         # process, so a server.restart does not reset a print or a heater.
-        simulator = make_simulator(config, force=self.options.sim, speed=self.options.sim_speed)
+        simulator = make_simulator(
+            config,
+            force=self.options.sim,
+            speed=self.options.sim_speed,
+            firmware=self.options.sim_firmware,
+        )
         instance = Instance(config, simulator=simulator)
         # the port first: a server that cannot listen creates no socket in the data folder
         instance.listen()
@@ -558,7 +594,7 @@ class Server:
     async def _run_instances(
         self,
         instance: Instance,
-        simulator: SimKlippy | None,
+        simulator: LocalPrinter | None,
         task_status: trio.TaskStatus[Instance],
     ) -> None:
         extra: tuple[str, ...] = ()

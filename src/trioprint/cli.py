@@ -126,8 +126,13 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--sim",
-        action="store_true",
-        help="run the simulated printer even if [server] klippy_uds_address is set",
+        nargs="?",
+        const="config",
+        default=None,
+        choices=("config", "klipper", "marlin"),
+        metavar="FIRMWARE",
+        help="run the simulated printer even if [server] klippy_uds_address or [serial] is set "
+        "(FIRMWARE: klipper or marlin, default [simulator] firmware)",
     )
     parser.add_argument(
         "--sim-speed",
@@ -215,8 +220,9 @@ def _serve_locked(args: argparse.Namespace, data_dir: Path) -> int:
         host=args.host,
         port=args.port,
         verbose=args.verbose,
-        sim=args.sim,
+        sim=args.sim is not None,
         sim_speed=args.sim_speed,
+        sim_firmware=None if args.sim in (None, "config") else args.sim,
         frontend=args.frontend.expanduser().absolute() if args.frontend else None,
     )
     stop_logging = setup_logging(data_dir / "logs", verbose=args.verbose)
@@ -279,8 +285,9 @@ def _run_farm_locked(args: argparse.Namespace, locks: list[DataFolderLock]) -> i
             data_dir=data_dir.resolve(),
             host=args.host,
             verbose=args.verbose,
-            sim=args.sim,
+            sim=args.sim is not None,
             sim_speed=args.sim_speed,
+            sim_firmware=None if args.sim in (None, "config") else args.sim,
             frontend=args.frontend.expanduser().absolute() if args.frontend else None,
         )
         members.append(Member(name, options))
