@@ -533,7 +533,14 @@ class SimulatedMarlinPrinter(MarlinPrinter):
         super().__init__(
             socket_path,
             gcodes_dir,
-            SerialSettings(port=str(link), baudrates=(250000,)),
+            # the model's clock runs ``speed`` times real time: so do the link's timeouts
+            SerialSettings(
+                port=str(link),
+                baudrates=(250000,),
+                communication_timeout=max(30.0 / speed, 1.0),
+                long_running_timeout=max(900.0 / speed, 5.0),
+                temperature_interval=max(2.0 / speed, 0.5),
+            ),
             port=lambda: self.pty.path,
             reset_firmware=lambda: self.pty.control(lambda sim, now: sim.reset(now)),
         )
