@@ -275,6 +275,7 @@ class MarlinPrinter(KlippyApiServer):
                     event.tag.error = f"{event.command}: not executed ({event.reason})"
                     event.tag.done.set()
                 elif isinstance(event.tag, _JobLine):
+                    log.warning("serial: job line dropped: %s (%s)", event.command, event.reason)
                     self._job_feed.set()
             elif isinstance(event, ev.TemperatureReport):
                 self.printer.temperatures(event.temperatures)
