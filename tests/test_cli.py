@@ -28,8 +28,11 @@ def test_serve_is_the_default_command() -> None:
 
 def test_sim_options() -> None:
     args = parse_args(["--sim", "--sim-speed", "12.5"])
-    assert (args.sim, args.sim_speed) == (True, 12.5)
-    assert (parse_args([]).sim, parse_args([]).sim_speed) == (False, None)
+    assert (args.sim, args.sim_speed) == ("config", 12.5)
+    assert (parse_args([]).sim, parse_args([]).sim_speed) == (None, None)
+    assert parse_args(["--sim", "marlin"]).sim == "marlin"
+    with pytest.raises(SystemExit):
+        parse_args(["--sim", "reprap"])
     for bad in ("0", "-1", "fast", "inf"):
         with pytest.raises(SystemExit):
             parse_args(["--sim-speed", bad])

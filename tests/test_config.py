@@ -87,7 +87,7 @@ def test_no_file_means_defaults(tmp_path: Path) -> None:
     }
     assert parsed["machine"] == {"provider": None, "shutdown_action": "poweroff"}
     assert parsed["frontend"] == {"path": None}
-    assert parsed["simulator"] == {"speed": 1.0, "printer_config": None}
+    assert parsed["simulator"] == {"speed": 1.0, "printer_config": None, "firmware": "klipper"}
     assert parsed["authorization"]["trusted_clients"] == []
     json.dumps(parsed)
 

@@ -73,16 +73,23 @@ from .transport.klippy import open_unix
 from .transport.websocket import CLOSE_GOING_AWAY, CLOSE_RESTART, WebsocketManager
 
 # Imported where they are used, so that a server without them never loads them (idle RSS):
-# the simulator (--sim, or no klippy configured) and the update manager ([update_manager]).
+# the simulator (--sim, or no klippy configured), the serial printer ([serial], or the
+# simulated Marlin) and the update manager ([update_manager]).
 if TYPE_CHECKING:
+    from .components.serial_printer import MarlinPrinter
     from .components.update_manager import UpdateManager
     from .sim.machine import SimMachine
     from .sim.server import SimKlippy
+
+    #: What runs in the process as the printer: the simulated klippy, or a serial printer.
+    LocalPrinter = SimKlippy | MarlinPrinter
 
 log = logging.getLogger(__name__)
 
 #: The simulated printer's socket, in ``<data>/comms`` (never klippy's own ``klippy.sock``).
 SIM_SOCKET = "trioprint-sim.sock"
+#: Where the serial printer ([serial]) is served to the klippy link.
+SERIAL_SOCKET = "trioprint-serial.sock"
 
 #: Bounds on each shutdown step, in seconds.
 WEBSOCKET_FLUSH_TIMEOUT = 1.0
@@ -100,6 +107,8 @@ class Options:
     verbose: bool = False
     sim: bool = False
     sim_speed: float | None = None
+    #: ``--sim marlin``: the simulated firmware (overrides ``[simulator] firmware``).
+    sim_firmware: str | None = None
     #: ``--frontend DIR``: a built web frontend served at ``/`` (overrides ``[frontend] path``).
     frontend: Path | None = None
 
@@ -112,7 +121,7 @@ class Instance:
         config: Config,
         *,
         extra_warnings: tuple[str, ...] = (),
-        simulator: SimKlippy | None = None,
+        simulator: LocalPrinter | None = None,
         restarted: bool = False,
     ) -> None:
         self.config = config
@@ -355,7 +364,7 @@ class Instance:
         return self.klippy.state
 
     def component_names(self) -> list[str]:
-        sim = ["simulator"] if self.simulator is not None else []
+        sim = [self.simulator.name] if self.simulator is not None else []
         names = (c.name for c in [self.database, *self.components])
         return ["application", "websockets", *names, *sim]
 
@@ -487,17 +496,40 @@ async def _serve_http(
 
 
 def make_simulator(
-    config: Config, *, force: bool = False, speed: float | None = None
-) -> SimKlippy | None:
-    """The simulated printer, when no klippy is configured (or ``force``); else None."""
+    config: Config,
+    *,
+    force: bool = False,
+    speed: float | None = None,
+    firmware: str | None = None,
+) -> LocalPrinter | None:
+    """The printer run in the process: the serial printer of ``[serial]``, else the simulated
+    printer when no klippy is configured (or ``force``); else None."""
+    gcodes = Path(config.file_manager.gcodes_path or config.data_dir / "gcodes")
+    if "serial" in config.sections and not force:
+        from .components.serial_printer import MarlinPrinter, load_serial_config, serial_warnings
+
+        serial = load_serial_config(config)
+        assert serial is not None
+        printer = MarlinPrinter(config.data_dir / "comms" / SERIAL_SOCKET, gcodes, serial)
+        printer.config_warnings = serial_warnings(config)
+        return printer
     if not force and config.server.klippy_uds_address:
         return None
+    if (firmware or config.simulator.firmware) == "marlin":
+        from .components.serial_printer import SimulatedMarlinPrinter
+        from .sim.marlin_pty import default_link
+
+        return SimulatedMarlinPrinter(
+            config.data_dir / "comms" / SIM_SOCKET,
+            gcodes,
+            speed=speed or config.simulator.speed,
+            link=default_link(config.data_dir),
+        )
     from .sim.config import ConfigError as SimConfigError
     from .sim.config import read_printer_cfg
     from .sim.machine import SimMachine
     from .sim.server import SimKlippy
 
-    gcodes = Path(config.file_manager.gcodes_path or config.data_dir / "gcodes")
     factory = None
     warnings: list[str] = []
     if config.simulator.printer_config:
@@ -545,6 +577,10 @@ def read_config(options: Options) -> Config:
     config = load_config(path, options.data_dir)
     config = config.with_overrides(host=options.host, port=options.port)
     load_mqtt_config(config)  # a bad [mqtt] section is a start-up (or restart) error
+    if "serial" in config.sections:  # and so is a bad [serial] section
+        from .components.serial_printer import load_serial_config
+
+        load_serial_config(config)
     if options.frontend is not None:
         config = attrs.evolve(
             config, frontend=attrs.evolve(config.frontend, path=str(options.frontend))
@@ -585,7 +621,12 @@ class Server:
         config = read_config(self.options)
         # The simulated printer is the machine, not part of the host: it lives as long as the
         # process, so a server.restart does not reset a print or a heater.
-        simulator = make_simulator(config, force=self.options.sim, speed=self.options.sim_speed)
+        simulator = make_simulator(
+            config,
+            force=self.options.sim,
+            speed=self.options.sim_speed,
+            firmware=self.options.sim_firmware,
+        )
         instance = Instance(config, simulator=simulator)
         # the port first: a server that cannot listen creates no socket in the data folder
         instance.listen()
@@ -597,7 +638,7 @@ class Server:
     async def _run_instances(
         self,
         instance: Instance,
-        simulator: SimKlippy | None,
+        simulator: LocalPrinter | None,
         task_status: trio.TaskStatus[Instance],
     ) -> None:
         extra: tuple[str, ...] = ()

@@ -131,8 +131,13 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--sim",
-        action="store_true",
-        help="run the simulated printer even if [server] klippy_uds_address is set",
+        nargs="?",
+        const="config",
+        default=None,
+        choices=("config", "klipper", "marlin"),
+        metavar="FIRMWARE",
+        help="run the simulated printer even if [server] klippy_uds_address or [serial] is set "
+        "(FIRMWARE: klipper or marlin, default [simulator] firmware)",
     )
     parser.add_argument(
         "--sim-speed",
@@ -234,8 +239,9 @@ def _options(
         host=args.host,
         port=port,
         verbose=args.verbose,
-        sim=args.sim,
+        sim=args.sim is not None,
         sim_speed=args.sim_speed,
+        sim_firmware=None if args.sim in (None, "config") else args.sim,
         frontend=args.frontend.expanduser().absolute() if args.frontend else None,
     )
 

@@ -174,13 +174,19 @@ def _positive(_: Any, attribute: attrs.Attribute[Any], value: float) -> None:
 class SimulatorConfig:
     """``[simulator]`` (trioprint's own): the embedded simulated printer.
 
-    It runs when ``[server] klippy_uds_address`` is not set (or with ``--sim``).
+    It runs when neither ``[server] klippy_uds_address`` nor ``[serial]`` is set (or with
+    ``--sim``).
     """
 
     speed: float = attrs.field(default=1.0, validator=_positive)
     #: A Klipper printer.cfg to simulate (its axis limits, velocities, heaters, macros...)
     #: instead of the built-in machine.
     printer_config: str | None = attrs.field(default=None, converter=_path)
+    #: ``klipper`` (the simulated klippy) or ``marlin`` (the simulated Marlin on a pty, driven
+    #: through the serial link).
+    firmware: str = attrs.field(
+        default="klipper", converter=_lower, validator=_one_of("klipper", "marlin")
+    )
 
 
 @attrs.frozen
@@ -279,6 +285,7 @@ _TOLERATED = frozenset(
     {
         "octoprint_compat",
         "mqtt",  # read by components/mqtt.py
+        "serial",  # read by components/serial_printer.py
         "data_store",
         "proc_stats",
         "job_state",

@@ -418,14 +418,23 @@ class GcodeLink:
         line = raw.decode("utf-8", "replace").strip().replace("\x00", "")
         if not line:
             return
-        self._last_activity = now
-        self._consecutive_timeouts = 0
+        kind = ml.classify(line)
+        # An autoreport (a temperature or position line) says the firmware lives, not that a
+        # command in flight progresses: it does not hold off the timeout of a lost ``ok``,
+        # unless a long-running command (a heat-up printing temperatures) is in flight.
+        if (
+            kind is not LineKind.OTHER
+            or not self._in_flight
+            or self._current_timeout() == self.config.long_running_timeout
+        ):
+            self._last_activity = now
+            self._consecutive_timeouts = 0
         events.append(ev.LineReceived(line))
         if self._error_prefix is not None:
             prefix, self._error_prefix = self._error_prefix, None
             if line.startswith(":"):  # old Marlin: "Error:0" then ": Extruder switched off..."
                 line = f"Error:{prefix} {line[1:].strip()}"
-        kind = ml.classify(line)
+                kind = ml.classify(line)
         if kind is LineKind.OK:
             self._on_ok(line, now, events)
         elif kind is LineKind.RESEND:
