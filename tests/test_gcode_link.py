@@ -293,6 +293,36 @@ def test_duplicate_resend_requests_are_ignored() -> None:
     assert written.count(b"N11 ") == 1
 
 
+def test_a_line_before_the_resent_one_is_still_acknowledged() -> None:
+    """``Resend: 12`` says the firmware has N11: its ``ok`` is owed (here: lost), not refused."""
+    link = streaming(10)
+    for index in range(4):
+        link.send(f"G1 X{index}", tag=index)
+    link.bytes_to_send(0.0)
+    acked = of_type(link.receive_data(b"ok N10 P15 B3\n", 0.0), ev.CommandAcknowledged)
+    assert link.bytes_to_send(0.0) == ml.frame(11, "G1 X1") + ml.frame(12, "G1 X2") + ml.frame(
+        13, "G1 X3"
+    )
+    # The ok of N11 is lost; N12 arrives damaged, N13 is thrown away after it.
+    events = link.receive_data(b"Error:checksum mismatch, Last Line: 11\nResend: 12\nok\n", 0.0)
+    acked += of_type(events, ev.CommandAcknowledged)
+    written = link.bytes_to_send(0.0)
+    events = link.receive_data(
+        b"Error:Line Number is not Last Line Number+1, Last Line: 11\nResend: 12\nok\n", 0.0
+    )
+    assert ev.ResendRequested(12, duplicate=True) in events
+    acked += of_type(events, ev.CommandAcknowledged)
+    written += link.bytes_to_send(0.0)
+    for reply in (b"ok N12 P15 B3\n", b"ok N13 P15 B3\n"):
+        acked += of_type(link.receive_data(reply, 0.0), ev.CommandAcknowledged)
+        written += link.bytes_to_send(0.0)
+    assert re.findall(rb"N(\d+) ", written) == [b"12", b"13"]
+    # One ok short (N11's): the silence takes what is in flight as acknowledged.
+    acked += of_type(link.timeout(30.0), ev.CommandAcknowledged)
+    assert sorted(event.tag for event in acked) == [0, 1, 2, 3]
+    assert link.in_flight == 0
+
+
 def test_resend_outside_the_window_is_reported() -> None:
     link = connected(LinkConfig(resend_window=4))
     for index in range(8):

@@ -146,14 +146,7 @@ FAULTS = {
     "drop_ok": (MarlinSim.drop_next_ok,),
     "garble": (MarlinSim.garble_next_line,),
     "resend": (MarlinSim.request_resend,),
-    "all_three": pytest.param(
-        (MarlinSim.drop_next_ok, MarlinSim.garble_next_line, MarlinSim.request_resend),
-        marks=pytest.mark.xfail(
-            reason="known: the three faults in a row lose one job line's CommandAcknowledged "
-            "in GcodeLink (every line is executed once, but the job never sees the last ok)",
-            strict=False,
-        ),
-    ),
+    "all_three": (MarlinSim.drop_next_ok, MarlinSim.garble_next_line, MarlinSim.request_resend),
 }
 
 

@@ -551,8 +551,13 @@ class GcodeLink:
             self._resend_pos = None
             self._cycle_line = None
             return
+        # The firmware has every line before ``lineno`` (its ``Last Line``): their ``ok``s are
+        # still owed. It threw away the first line from ``lineno`` on and everything after it.
+        thrown_away = False
         for flight in self._in_flight:
-            flight.rejected = True
+            if flight.lineno is not None and flight.lineno >= lineno:
+                thrown_away = True
+            flight.rejected = flight.rejected or thrown_away
         for number in range(lineno, self._next_lineno):
             line = self._history.get(number)
             if line is not None:
