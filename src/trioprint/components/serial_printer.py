@@ -39,7 +39,7 @@ from ..errors import ConfigError
 from ..sim.marlin import MarlinSim
 from ..sim.marlin_parts import MarlinOptions
 from ..sim.marlin_pty import MarlinPty
-from ..transport.klippy_server import Client, KlippyApiServer, Refused
+from ..transport.klippy_server import CORE_ENDPOINTS, Client, KlippyApiServer, Refused
 from ..transport.serial_port import candidate_ports, open_serial
 
 log = logging.getLogger(__name__)
@@ -48,23 +48,7 @@ STATUS_INTERVAL = 0.25
 #: Job lines queued in the link ahead of what is written (the file is read as they drain).
 LOOKAHEAD = 16
 READ_CHUNK = 65536
-ENDPOINTS = [
-    "list_endpoints",
-    "info",
-    "emergency_stop",
-    "register_remote_method",
-    "gcode/help",
-    "gcode/script",
-    "gcode/restart",
-    "gcode/firmware_restart",
-    "gcode/subscribe_output",
-    "objects/list",
-    "objects/query",
-    "objects/subscribe",
-    "pause_resume/cancel",
-    "pause_resume/pause",
-    "pause_resume/resume",
-]
+ENDPOINTS = list(CORE_ENDPOINTS)
 HELP = {
     "PAUSE": "Pause the current print (host: stop streaming, run the pause script)",
     "RESUME": "Resume the print (host: the resume script, then streaming again)",

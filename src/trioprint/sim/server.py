@@ -26,7 +26,7 @@ from typing import Any
 
 import trio
 
-from ..transport.klippy_server import Client, KlippyApiServer, Refused
+from ..transport.klippy_server import CORE_ENDPOINTS, Client, KlippyApiServer, Refused
 from .machine import GcodeError, LineDone, SimMachine, Sleep, Step, WaitFor
 
 log = logging.getLogger(__name__)
@@ -39,21 +39,7 @@ RESTART_DELAY = 1.0
 POLL_INTERVAL = 0.05
 
 ENDPOINTS = [
-    "list_endpoints",
-    "info",
-    "emergency_stop",
-    "register_remote_method",
-    "gcode/help",
-    "gcode/script",
-    "gcode/restart",
-    "gcode/firmware_restart",
-    "gcode/subscribe_output",
-    "objects/list",
-    "objects/query",
-    "objects/subscribe",
-    "pause_resume/cancel",
-    "pause_resume/pause",
-    "pause_resume/resume",
+    *CORE_ENDPOINTS,
     "motion_report/dump_stepper",
     "query_endstops/status",
     "motion_report/dump_trapq",

@@ -34,6 +34,26 @@ from .outbox import Outbox
 
 log = logging.getLogger(__name__)
 
+#: The endpoints every printer served here answers (klippy's own, as Moonraker uses them);
+#: a printer adds its own (the simulator: motion_report and query_endstops).
+CORE_ENDPOINTS = (
+    "list_endpoints",
+    "info",
+    "emergency_stop",
+    "register_remote_method",
+    "gcode/help",
+    "gcode/script",
+    "gcode/restart",
+    "gcode/firmware_restart",
+    "gcode/subscribe_output",
+    "objects/list",
+    "objects/query",
+    "objects/subscribe",
+    "pause_resume/cancel",
+    "pause_resume/pause",
+    "pause_resume/resume",
+)
+
 CLIENT_QUEUE = 4096
 
 Query = Callable[[Mapping[str, list[str] | None]], dict[str, dict[str, Any]]]
