@@ -35,6 +35,7 @@ import attrs
 import cattrs
 
 from .domain.auth import User
+from .domain.coerce import as_int
 from .errors import ApiError
 
 P = TypeVar("P")
@@ -195,18 +196,10 @@ def _short_repr(value: Any) -> str:
 
 
 def _to_int(value: Any, _: type) -> int:
-    if isinstance(value, bool):
+    number = as_int(value)
+    if number is None:
         raise _Invalid(int, value)
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str):
-        try:
-            return int(value.strip())
-        except ValueError:
-            pass
-    raise _Invalid(int, value)
+    return number
 
 
 def _to_float(value: Any, _: type) -> float:

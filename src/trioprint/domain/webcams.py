@@ -18,6 +18,8 @@ from typing import Any
 
 import attrs
 
+from .coerce import as_int
+
 ROTATIONS = (0, 90, 180, 270)
 DEFAULT_HOST = "http://127.0.0.1"
 
@@ -73,18 +75,10 @@ def _as_bool(field: str, value: Any) -> bool:
 
 
 def _as_int(field: str, value: Any) -> int:
-    if isinstance(value, bool):
+    number = as_int(value)
+    if number is None:
         raise WebcamError(f"Invalid value for '{field}': expected an integer, got {value!r}")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str):
-        try:
-            return int(value.strip())
-        except ValueError:
-            pass
-    raise WebcamError(f"Invalid value for '{field}': expected an integer, got {value!r}")
+    return number
 
 
 def _as_str(field: str, value: Any) -> str:
