@@ -327,10 +327,7 @@ class MarlinPrinter(KlippyApiServer):
         if done:
             return result
         if method == "gcode/script":
-            script = params.get("script")
-            if not isinstance(script, str):
-                raise Refused("Invalid Argument Type [script]")
-            await self.run_script(script)
+            await self.run_script(self.script_argument(params))
             return {}
         if method == "gcode/help":
             return dict(HELP)

@@ -193,10 +193,7 @@ class SimKlippy(KlippyApiServer):
         if done:
             return result
         if method == "gcode/script":
-            script = params.get("script")
-            if not isinstance(script, str):
-                raise Refused("Invalid Argument Type [script]")
-            await self._run_script(script)
+            await self._run_script(self.script_argument(params))
             return {}
         if method == "gcode/help":
             return machine.gcode_help()

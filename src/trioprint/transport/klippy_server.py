@@ -261,6 +261,14 @@ class KlippyApiServer:
         """Whether the answer to ``method`` is followed by dropping every client (a restart)."""
         return False
 
+    @staticmethod
+    def script_argument(params: dict[str, Any]) -> str:
+        """``gcode/script``'s ``script``, refused as klippy refuses it when not text."""
+        script = params.get("script")
+        if not isinstance(script, str):
+            raise Refused("Invalid Argument Type [script]")
+        return script
+
     def answer_common(
         self,
         client: Client,
